@@ -1,0 +1,87 @@
+"""
+The exception hierarchy of the service.
+
+* CalloutError
+  x KeyFormatError           text that is not a valid nkey/seed of the expected kind
+  x ConfigError              startup: bad settings or key material -> exit 2
+  x PolicyError              startup/reload: unreadable or invalid policy
+  x RequestError             a request we will not answer (abort: no reply)
+    + MalformedRequest       not a JWT, bad base64/JSON, wrong typ/alg/type, too big
+    + BadSignature           the signature does not verify against the issuer
+    + UntrustedServer        issuer not an N-key, issuer != server_id, wrong audience
+    + ExpiredRequest         the request's `exp` (the server's deadline) has passed
+    + EncryptionMismatch     xkey configured but payload plain, or the reverse
+    + DecryptionFailed       sealed payload that does not open with our xkey
+
+A policy "no" is not an exception: the policy returns a Deny value and the
+handler answers it with a signed error response.
+
+Messages never contain a password, token, seed or whole JWT.
+"""
+
+from __future__ import annotations
+
+
+class CalloutError(Exception):
+    """Base class of every error this service raises on purpose."""
+
+
+class KeyFormatError(CalloutError, ValueError):
+    """An nkey, seed or curve key that does not decode, or is of the wrong kind."""
+
+
+class ConfigError(CalloutError):
+    """Settings or key material that make it impossible to start."""
+
+
+class PolicyError(CalloutError):
+    """
+    A policy file that cannot be used.
+
+    Attributes:
+        problems: One `file:line: message` string per problem found.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class RequestError(CalloutError):
+    """
+    The request itself is bad; the service drops it without replying.
+
+    Attributes:
+        reason: Short code for logs and metrics.
+        server_id: The claimed server id, when it could be read.
+    """
+
+    reason = "invalid_request"
+
+    def __init__(self, msg: str, *, server_id: str | None = None) -> None:
+        super().__init__(msg)
+        self.server_id = server_id
+
+
+class MalformedRequest(RequestError):
+    reason = "malformed_request"
+
+
+class BadSignature(RequestError):
+    reason = "bad_signature"
+
+
+class UntrustedServer(RequestError):
+    reason = "untrusted_server"
+
+
+class ExpiredRequest(RequestError):
+    reason = "expired_request"
+
+
+class EncryptionMismatch(RequestError):
+    reason = "encryption_mismatch"
+
+
+class DecryptionFailed(RequestError):
+    reason = "decryption_failed"
