@@ -304,7 +304,7 @@ NKEYs are sensitive and should be treated as secrets.
 *************************************************************
 """
 _CREDS_BLOCK = re.compile(
-    r"\s*(?:-{3,}[^\n]*[-]{3,}\n)([\w\-.=]+)\s*(?:-{3,}[^\n]*-{3,})"
+    r"\s*(?:-{3,}[^\n]*-{3,}\r?\n)([\w\-.=]+)\s*(?:-{3,}[^\n]*-{3,})"
 )
 
 
@@ -568,7 +568,9 @@ def _connect_opts(value: object) -> ConnectOpts:
 
 def _client_tls(value: object) -> ClientTLS:
     obj = _object(value, "client_tls")
-    chains = obj.get("verified_chains") or []
+    chains = obj.get("verified_chains")
+    if chains is None:
+        chains = []
     if not isinstance(chains, list):
         raise MalformedRequest("client_tls.verified_chains is not a list")
     return ClientTLS(

@@ -657,11 +657,6 @@ def test_creds_round_trip() -> None:
     assert user.export_seed() == parsed.export_seed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyFormatError,
-    reason="BUG: _CREDS_BLOCK wants '\\n' after the dashes; nats.go allows \\r\\n",
-)
 def test_parse_creds_reads_crlf_line_endings() -> None:
     """A creds file with Windows line endings parses like nats.go's regex does."""
     jwt, user = parse_creds(NSC_CREDS.replace("\n", "\r\n"))
@@ -1240,11 +1235,6 @@ def test_refuses_client_tls_of_the_wrong_shape(
     _assert_refused(MalformedRequest, env.token(client_tls=tls), match=match)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: `obj.get('verified_chains') or []` lets falsy wrong types through",
-)
 @pytest.mark.parametrize(
     "chains",
     [0, False, "", {}],
@@ -1263,11 +1253,6 @@ def _padded_key(prefix: Prefix) -> str:
     return base64.b32encode(body + crc16(body).to_bytes(2, "little")).decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: padded iss passes decode_public; nacl's ValueError escapes",
-)
 def test_refuses_a_padded_issuer_with_a_request_error(env: Env) -> None:
     """A padded iss key is refused with a RequestError, never another exception."""
     padded = _padded_key(Prefix.SERVER)
@@ -1277,11 +1262,6 @@ def test_refuses_a_padded_issuer_with_a_request_error(env: Env) -> None:
     _assert_refused(UntrustedServer, env.sign(claims))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: decode_public accepts '=' padding (28-byte raw key)",
-)
 def test_refuses_a_padded_user_nkey(env: Env) -> None:
     """A padded user_nkey (not a 32-byte key) is MalformedRequest."""
     _assert_refused(

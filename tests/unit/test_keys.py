@@ -480,11 +480,6 @@ def test_non_ascii_seed_bytes_raise_key_format_error() -> None:
         decode_seed(b"\xff" * 58)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: _b32decode accepts '=' padding; Go's nkeys (NoPadding) rejects it",
-)
 @pytest.mark.parametrize(
     "prefix", [Prefix.SERVER, Prefix.USER, Prefix.CURVE], ids=lambda p: p.name
 )
@@ -497,11 +492,6 @@ def test_padded_public_key_text_is_refused(prefix: Prefix) -> None:
         decode_public(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: padded key text reaches nacl, which raises its own ValueError",
-)
 def test_verify_with_padded_public_key_raises_key_format_error() -> None:
     """verify() raises only KeyFormatError for an invalid key, as documented."""
     text = _padded_key(Prefix.SERVER, b"\x01" * 28)
