@@ -44,7 +44,14 @@ from service.errors import (
     MalformedRequest,
     UntrustedServer,
 )
-from service.keys import CurveKeyPair, KeyPair, Prefix, decode_public, verify
+from service.keys import (
+    CurveKeyPair,
+    KeyPair,
+    Prefix,
+    decode_public,
+    signer_prefix,
+    verify,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -53,28 +60,30 @@ MAX_TOKEN_SIZE: Final = 1024 * 1024  # jwt.MaxTokenSize
 HEADER: Final = (
     "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ"  # typ JWT, ed25519-nkey
 )
-_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
 _JWT_PREFIX = b"eyJ"
 _RESP_TTL_NS = 1_000_000_000
 
 
 # --- encoding -------------------------------------------------------------------
 
-_GO_ESCAPES = str.maketrans(
-    {
-        "<": "\\u003c",
-        ">": "\\u003e",
-        "&": "\\u0026",
-        "\u2028": "\\u2028",
-        "\u2029": "\\u2029",
-    }
+# Go's encoder HTML-escapes these; everything else non-ASCII stays raw UTF-8.
+_GO_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
 )
+_B64_TO_STD = bytes.maketrans(b"-_", b"+/")
 
 
 def go_json(value: object) -> bytes:
     """Serialise like Go's json.Marshal: compact, raw UTF-8, HTML-escaped."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return text.translate(_GO_ESCAPES).encode()
+    for char, escaped in _GO_ESCAPES:
+        if char in text:
+            text = text.replace(char, escaped)
+    return text.encode()
 
 
 def b64encode(raw: bytes) -> str:
@@ -89,11 +98,15 @@ def b64decode(segment: bytes) -> bytes:
     Raises:
         MalformedRequest: Padding, the standard alphabet, or a bad length.
     """
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+    # '+', '/' and '=' would pass a2b_base64 after translation: refuse them first.
+    if b"+" in segment or b"/" in segment or b"=" in segment or len(segment) % 4 == 1:
         raise MalformedRequest("segment is not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError) as exc:  # pragma: no cover - regex guards
+        return binascii.a2b_base64(
+            segment.translate(_B64_TO_STD) + b"=" * (-len(segment) % 4),
+            strict_mode=True,
+        )
+    except (binascii.Error, ValueError) as exc:
         raise MalformedRequest("segment is not unpadded base64url") from exc
 
 
@@ -365,9 +378,12 @@ def decode_jwt(token: str | bytes, *prefixes: Prefix) -> dict[str, Any]:
     if not isinstance(issuer, str):
         raise UntrustedServer("issuer is missing")
     try:
-        decode_public(issuer, *prefixes)
+        kind = signer_prefix(issuer)
     except KeyFormatError as exc:
         raise UntrustedServer(f"issuer is not a valid key: {exc}") from None
+    if prefixes and kind not in prefixes:
+        wanted = ", ".join(p.name.lower() for p in prefixes)
+        raise UntrustedServer(f"issuer is a {kind.name.lower()} key, expected {wanted}")
     if not verify(issuer, raw[: len(parts[0]) + len(parts[1]) + 1], signature):
         raise BadSignature(f"signature does not verify against issuer {issuer!r}")
     return payload

@@ -207,8 +207,9 @@ class KeyPair:
 
 
 @functools.lru_cache(maxsize=1024)
-def _verify_key(public_key: str) -> nacl.signing.VerifyKey:
-    _, raw = decode_public(
+def _verify_key(public_key: str) -> tuple[Prefix, nacl.signing.VerifyKey]:
+    # Cached: a server's key signs every request it sends for its whole life.
+    prefix, raw = decode_public(
         public_key,
         Prefix.OPERATOR,
         Prefix.ACCOUNT,
@@ -216,7 +217,17 @@ def _verify_key(public_key: str) -> nacl.signing.VerifyKey:
         Prefix.SERVER,
         Prefix.CLUSTER,
     )
-    return nacl.signing.VerifyKey(raw)
+    return prefix, nacl.signing.VerifyKey(raw)
+
+
+def signer_prefix(public_key: str) -> Prefix:
+    """
+    The kind of a signing public key (cached).
+
+    Raises:
+        KeyFormatError: Not a valid Ed25519 public nkey.
+    """
+    return _verify_key(public_key)[0]
 
 
 def verify(public_key: str, data: bytes, signature: bytes) -> bool:
@@ -226,7 +237,7 @@ def verify(public_key: str, data: bytes, signature: bytes) -> bool:
     Raises:
         KeyFormatError: `public_key` is not a valid signing public key.
     """
-    key = _verify_key(public_key)
+    key = _verify_key(public_key)[1]
     try:
         key.verify(data, signature)
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
