@@ -1,0 +1,246 @@
+"""
+The command line: run, check, explain, hash, keys, init, dev.
+
+Exit codes: 0 success, 1 a policy problem (`check`) or a denial
+(`explain`), 2 a usage or startup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+
+import bcrypt
+import structlog
+
+from service import __version__
+from service.claims import (
+    AuthRequest,
+    ClientInfo,
+    ConnectOpts,
+    ServerId,
+    ServerInfo,
+    UserNKey,
+)
+from service.config import (
+    Keys,
+    Settings,
+    cleartext_urls,
+    load_keys,
+    load_settings,
+    login_problems,
+)
+from service.errors import ConfigError, PolicyError
+from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.log import configure_logging
+from service.policy import Policy, describe, evaluate, load_policy
+from service.secretcache import bcrypt_check
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+_TYPES = ("nats", "websocket", "mqtt", "leafnode")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nats-auth-callout", description="NATS auth callout from a YAML policy."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the service (settings from CALLOUT_* env)")
+    run.add_argument("--env-file", type=Path, help="read CALLOUT_* settings from FILE")
+
+    check = sub.add_parser("check", help="validate a policy file")
+    check.add_argument("policy", type=Path)
+
+    explain = sub.add_parser("explain", help="dry run: the decision and permissions")
+    explain.add_argument("policy", type=Path)
+    explain.add_argument("--user", default="")
+    explain.add_argument("--password", default="")
+    explain.add_argument("--token", default="")
+    explain.add_argument(
+        "--nkey", default="", help="public user nkey (signature assumed)"
+    )
+    explain.add_argument("--host", default="127.0.0.1")
+    explain.add_argument("--type", choices=_TYPES, default="nats")
+
+    hash_ = sub.add_parser("hash", help="bcrypt a secret read from stdin or a prompt")
+    hash_.add_argument(
+        "--cost", type=int, default=12, choices=range(4, 32), metavar="4..31"
+    )
+
+    keys = sub.add_parser("keys", help="print a new seed and its public key")
+    keys.add_argument("kind", choices=("account", "user", "curve", "operator"))
+
+    sub.add_parser("init", help="write a working set of keys and configs (not yet)")
+    sub.add_parser("dev", help="embedded nats-server + service (not yet)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `nats-auth-callout` console script."""
+    args = _parser().parse_args(argv)
+    handlers = {
+        "run": _run,
+        "check": _check,
+        "explain": _explain,
+        "hash": _hash,
+        "keys": _keys,
+        "init": _not_yet,
+        "dev": _not_yet,
+    }
+    return handlers[args.command](args)
+
+
+def _startup(env_file: Path | None) -> tuple[Settings, Keys, Policy]:
+    settings = load_settings(env_file)
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    problems = login_problems(settings)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return settings, load_keys(settings), load_policy(settings.policy_file)
+
+
+def _run(args: argparse.Namespace) -> int:
+    configure_logging()
+    try:
+        settings, keys, policy = _startup(args.env_file)
+    except (ConfigError, PolicyError) as exc:
+        # an expected, explained failure: the message is the point, not a traceback
+        structlog.get_logger("callout").error("callout.startup_failed", error=str(exc))
+        return EXIT_USAGE
+    log = structlog.get_logger("callout")
+    for warning in startup_warnings(settings, policy):
+        log.warning("callout.config_warning", warning=warning)
+    from service.worker import serve  # noqa: PLC0415 - keep nats out of other commands
+
+    asyncio.run(serve(settings, keys, policy))
+    return EXIT_OK
+
+
+def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
+    """Setups that work but silently weaken security."""
+    out = []
+    names = {u.name for u in policy.users}
+    if settings.nats_user and settings.nats_user in names:
+        out.append(
+            f"policy user {settings.nats_user!r} is also the service's login; the "
+            "server lists it in auth_users, so it bypasses the callout"
+        )
+    out.extend(
+        f"policy can place users in {account!r}, a system account name"
+        for account in policy.accounts
+        if account.upper() in {"SYS", "$SYS"}
+    )
+    if settings.mode == "config" and "$G" in policy.accounts:
+        out.append("policy places users in $G, where the callout service itself runs")
+    out.extend(
+        f"{url} is not loopback and not TLS: the service login travels in clear"
+        for url in cleartext_urls(settings)
+    )
+    if settings.xkey_seed is None and settings.xkey_seed_file is None:
+        out.append(
+            "no CALLOUT_XKEY_SEED: requests (with client passwords) are not encrypted"
+        )
+    return out
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)  # noqa: T201
+        return EXIT_FAIL
+    print(  # noqa: T201
+        f"{args.policy}: ok ({len(policy.users)} users, {len(policy.roles)} roles, "
+        f"{len(policy.accounts)} accounts, {policy.version_hash})"
+    )
+    return EXIT_OK
+
+
+def explain_request(args: argparse.Namespace) -> AuthRequest:
+    """The request the server would send for a client with these options."""
+    kind = "Leafnode" if args.type == "leafnode" else "Client"
+    return AuthRequest(
+        server=ServerInfo(id=ServerId("NEXPLAIN")),
+        user_nkey=UserNKey("UEXPLAIN"),
+        client_info=ClientInfo(
+            host=args.host,
+            kind=kind,
+            type="" if kind == "Leafnode" else args.type,
+            nonce="explain" if args.nkey else "",
+        ),
+        connect_opts=ConnectOpts(
+            user=args.user,
+            password=args.password,
+            auth_token=args.token,
+            nkey=args.nkey,
+            sig="explain" if args.nkey else "",
+        ),
+    )
+
+
+def _explain(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    now = int(time.time())
+    decision = evaluate(
+        policy,
+        explain_request(args),
+        now,
+        check_secret=bcrypt_check,
+        verify_nkey=lambda _key, _nonce, _sig: True,
+    )
+    view = describe(decision)
+    print(json.dumps(view, indent=2))  # noqa: T201
+    return EXIT_OK if view["decision"] == "allow" else EXIT_FAIL
+
+
+def _hash(args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        secret = getpass.getpass("secret: ")
+        if getpass.getpass("again: ") != secret:
+            print("the two entries differ", file=sys.stderr)  # noqa: T201
+            return EXIT_USAGE
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        print("empty secret", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    if len(secret.encode()) > 72:  # noqa: PLR2004 - bcrypt's input limit
+        print("bcrypt uses at most 72 bytes; use a shorter secret", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    print(bcrypt.hashpw(secret.encode(), bcrypt.gensalt(args.cost)).decode())  # noqa: T201
+    return EXIT_OK
+
+
+def _keys(args: argparse.Namespace) -> int:
+    pair: KeyPair | CurveKeyPair
+    if args.kind == "curve":
+        pair = CurveKeyPair.create()
+    else:
+        pair = KeyPair.create(Prefix[args.kind.upper()])
+    print(f"seed: {pair.export_seed()}")  # noqa: T201
+    print(f"public_key: {pair.public_key}")  # noqa: T201
+    return EXIT_OK
+
+
+def _not_yet(args: argparse.Namespace) -> int:
+    print(  # noqa: T201
+        f"`{args.command}` is not implemented yet (see the issue tracker); "
+        "for now run `nats-auth-callout run` with CALLOUT_* settings.",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE

@@ -1,0 +1,199 @@
+"""
+Settings: the only place that reads the environment (prefix `CALLOUT_`).
+
+`load_settings()` turns pydantic's errors into one `ConfigError` whose text
+names the variable and never echoes a value (values may be secrets).
+`load_keys()` reads and checks the key material the settings point at.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import pydantic
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.errors import ConfigError, KeyFormatError
+from service.keys import CurveKeyPair, KeyPair, Prefix, is_public_key
+
+ENV_PREFIX = "CALLOUT_"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see README "Configuration"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_file_encoding="utf-8"
+    )
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_nkey_seed_file: Path | None = None
+    nats_creds: Path | None = None
+    issuer_seed: SecretStr | None = None
+    issuer_seed_file: Path | None = None
+    issuer_account: str | None = None
+    xkey_seed: SecretStr | None = None
+    xkey_seed_file: Path | None = None
+    policy_file: Path = Path("policy.yaml")
+    mode: Literal["config", "operator"] = "config"
+    queue_group: str = Field(default="auth-callout", min_length=1)
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    http_listen: str = ""
+    max_inflight: int = Field(default=1024, ge=1)
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    shutdown_grace: float = Field(default=5.0, gt=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def servers(self) -> list[str]:
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
+
+
+def load_settings(env_file: Path | None = None) -> Settings:
+    """
+    Read settings from the environment and, if given, an env file.
+
+    Raises:
+        ConfigError: A value is invalid or the env file cannot be read.
+    """
+    if env_file is not None and not env_file.is_file():
+        raise ConfigError(f"--env-file {env_file}: no such file")
+    try:
+        return Settings(_env_file=env_file)
+    except pydantic.ValidationError as exc:
+        problems = [
+            f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The key material the service signs and decrypts with."""
+
+    issuer: KeyPair
+    xkey: CurveKeyPair | None
+
+
+def _secret(
+    name: str, value: SecretStr | None, file: Path | None, *, required: bool
+) -> str | None:
+    if value is not None and file is not None:
+        raise ConfigError(
+            f"set {ENV_PREFIX}{name} or {ENV_PREFIX}{name}_FILE, not both"
+        )
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{ENV_PREFIX}{name}_FILE {file}: cannot read: {exc.strerror}"
+            ) from None
+    if value is not None:
+        return value.get_secret_value().strip()
+    if required:
+        raise ConfigError(f"{ENV_PREFIX}{name} or {ENV_PREFIX}{name}_FILE is required")
+    return None
+
+
+def load_keys(settings: Settings) -> Keys:
+    """
+    Load the issuer (`SA…`) and optional xkey (`SX…`) seeds.
+
+    Raises:
+        ConfigError: Missing, unreadable, or the wrong kind of seed. The text
+            never contains the seed.
+    """
+    issuer_text = _secret(
+        "ISSUER_SEED", settings.issuer_seed, settings.issuer_seed_file, required=True
+    )
+    assert issuer_text is not None  # noqa: S101 - required=True guarantees it
+    try:
+        issuer = KeyPair.from_seed(issuer_text, Prefix.ACCOUNT)
+    except KeyFormatError as exc:
+        raise ConfigError(f"{ENV_PREFIX}ISSUER_SEED: {exc}") from None
+    xkey_text = _secret(
+        "XKEY_SEED", settings.xkey_seed, settings.xkey_seed_file, required=False
+    )
+    xkey = None
+    if xkey_text is not None:
+        try:
+            xkey = CurveKeyPair.from_seed(xkey_text)
+        except KeyFormatError as exc:
+            raise ConfigError(f"{ENV_PREFIX}XKEY_SEED: {exc}") from None
+    if settings.issuer_account is not None and not is_public_key(
+        settings.issuer_account, Prefix.ACCOUNT
+    ):
+        raise ConfigError(f"{ENV_PREFIX}ISSUER_ACCOUNT is not an account public key")
+    if settings.mode == "config" and settings.issuer_account:
+        raise ConfigError(
+            f"{ENV_PREFIX}ISSUER_ACCOUNT is for operator mode; config mode rejects it"
+        )
+    return Keys(issuer=issuer, xkey=xkey)
+
+
+def login_problems(settings: Settings) -> list[str]:
+    """
+    Problems with the service's own NATS login that make it fail or leak.
+
+    Returns:
+        Errors (the service cannot log in as configured).
+    """
+    logins = [
+        name
+        for name, present in (
+            ("NATS_USER", settings.nats_user is not None),
+            ("NATS_NKEY_SEED_FILE", settings.nats_nkey_seed_file is not None),
+            ("NATS_CREDS", settings.nats_creds is not None),
+        )
+        if present
+    ]
+    problems = []
+    if len(logins) > 1:
+        problems.append(
+            "set one login: "
+            + ", ".join(ENV_PREFIX + n for n in logins)
+            + " are all set"
+        )
+    if settings.nats_user is not None and settings.nats_password is None:
+        problems.append(
+            f"{ENV_PREFIX}NATS_USER is set without {ENV_PREFIX}NATS_PASSWORD"
+        )
+    problems.extend(
+        f"{path}: no such file"
+        for path in (settings.nats_nkey_seed_file, settings.nats_creds)
+        if path is not None and not path.is_file()
+    )
+    return problems
+
+
+def cleartext_urls(settings: Settings) -> list[str]:
+    """Plain `nats://`/`ws://` URLs to non-loopback hosts: the login goes in clear."""
+    out = []
+    for url in settings.servers:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        if parts.scheme not in {"nats", "ws"}:
+            continue
+        host = parts.hostname or ""
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            # scheme://host:port only: a URL may carry user:password
+            out.append(f"{parts.scheme}://{host}:{parts.port or 4222}")
+    return out

@@ -1,0 +1,149 @@
+"""
+Sans-IO request handling: bytes and headers in, an outcome out.
+
+decode -> identify/evaluate -> issue. A policy "no" becomes a signed error
+response (the client sees `Authorization Violation` at once, the server logs
+the reason). A request that is not a valid server request becomes an abort:
+no reply at all. No `nats` import here; the worker does the IO and the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from service import codec
+from service.claims import UserClaims
+from service.errors import RequestError
+from service.policy import Allow, evaluate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from service.claims import AuthRequest
+    from service.keys import CurveKeyPair, KeyPair
+    from service.policy import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerContext:
+    """
+    Everything a decision needs besides the request.
+
+    Attributes:
+        issuer: Signs responses and, in config mode, user JWTs.
+        xkey: The service's curve key; when set, requests must be sealed.
+        policy: The policy in force.
+        check_secret: `(bcrypt_hash, secret) -> bool`, usually cached.
+    """
+
+    issuer: KeyPair
+    xkey: CurveKeyPair | None
+    policy: Policy
+    check_secret: Callable[[str, str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """
+    The result of one request, for the worker to send and log.
+
+    Attributes:
+        reply: Bytes to send back; None means abort (send nothing).
+        expires: The server's deadline (unix seconds, 0 = none); past it
+            a reply is useless and is dropped.
+    """
+
+    decision: Literal["allow", "deny", "abort"]
+    reply: bytes | None
+    reason: str | None = None
+    user: str | None = None
+    account: str | None = None
+    server_id: str | None = None
+    client_host: str | None = None
+    client_type: str | None = None
+    expires: int = 0
+
+    def log_fields(self) -> dict[str, object]:
+        """The canonical log-line fields (design.md section 6)."""
+        return {
+            "decision": self.decision,
+            "user": self.user,
+            "account": self.account,
+            "reason": self.reason,
+            "client_host": self.client_host,
+            "client_type": self.client_type,
+            "server_id": self.server_id,
+        }
+
+
+def client_type(request: AuthRequest) -> str:
+    """The client's connection type as the log and policy name it."""
+    if request.client_info.kind == "Leafnode":
+        return "leafnode"
+    return request.client_info.type or request.client_info.kind.lower()
+
+
+def user_claims(request: AuthRequest, allow: Allow) -> UserClaims:
+    """The user JWT claims for an Allow (config mode: `aud` is the account name)."""
+    return UserClaims(
+        subject=request.user_nkey,
+        audience=allow.account,
+        name=allow.user,
+        expires=allow.expires_at,
+        pub=allow.grant.pub,
+        sub=allow.grant.sub,
+        resp=allow.grant.resp,
+        src=allow.source_networks,
+        allowed_connection_types=allow.connection_types,
+    )
+
+
+def handle(
+    payload: bytes,
+    headers: Mapping[str, str] | None,
+    *,
+    ctx: HandlerContext,
+    now: float,
+) -> Outcome:
+    """
+    Turn one auth request into a signed (and maybe sealed) response.
+
+    Never raises for a bad request: that is an abort outcome.
+    """
+    try:
+        request = codec.decode_request(payload, headers, now=now, xkey=ctx.xkey)
+    except RequestError as exc:
+        return Outcome(
+            decision="abort", reply=None, reason=exc.reason, server_id=exc.server_id
+        )
+    decision = evaluate(ctx.policy, request, int(now), check_secret=ctx.check_secret)
+    verdict: Literal["allow", "deny"]
+    if isinstance(decision, Allow):
+        user_jwt = codec.encode_user_jwt(
+            user_claims(request, decision), ctx.issuer, now=int(now)
+        )
+        token = codec.encode_response(request, ctx.issuer, now=int(now), jwt=user_jwt)
+        verdict, reason, account = "allow", None, decision.account
+    else:
+        token = codec.encode_response(
+            request, ctx.issuer, now=int(now), error=decision.reason
+        )
+        verdict, reason, account = "deny", decision.reason, None
+    # callout.go: a sealed request always gets a sealed response
+    reply = (
+        codec.seal_response(token, request, ctx.xkey)
+        if request.sealed and ctx.xkey is not None
+        else token.encode("ascii")
+    )
+    return Outcome(
+        decision=verdict,
+        reply=reply,
+        reason=reason,
+        user=decision.user,
+        account=account,
+        server_id=request.server.id,
+        client_host=request.client_info.host or None,
+        client_type=client_type(request) or None,
+        expires=request.expires,
+    )

@@ -1,0 +1,78 @@
+"""
+Logging: structlog configured once, JSON lines on stdout, secrets redacted.
+
+Nothing below the worker logs; the worker writes one line per request. The
+redaction processor is a second line of defence: keys that name secrets are
+dropped and values that look like seeds or JWTs are masked, wherever they
+appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+
+    from structlog.typing import Processor
+
+_SECRET_KEYS = frozenset(
+    {"password", "pass", "token", "auth_token", "jwt", "seed", "sig", "secret", "creds"}
+)
+# nkey seeds (S + kind + 56 base32) and compact JWTs (three base64url segments)
+_SECRET_TEXT = re.compile(
+    r"S[OAUNCXP][A-Z2-7]{56}|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+"
+)
+REDACTED = "[REDACTED]"
+
+
+def _scrub(value: object) -> object:
+    if isinstance(value, str):
+        return _SECRET_TEXT.sub(REDACTED, value)
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if k in _SECRET_KEYS else _scrub(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact_secrets(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: drop secret-named keys, mask seed/JWT-shaped text."""
+    for key in list(event_dict):
+        if key in _SECRET_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def configure_logging(*, fmt: str = "json", level: str = "info") -> None:
+    """Configure structlog for the process: JSON (default) or console lines."""
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
+    if fmt == "json":
+        processors.append(structlog.processors.JSONRenderer())
+    else:
+        processors.append(structlog.dev.ConsoleRenderer())
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,78 @@
+"""The verification cache: successes cached under an HMAC, bounded, expiring."""
+
+from __future__ import annotations
+
+import bcrypt
+
+from service.secretcache import SecretCache, bcrypt_check
+
+HASH = bcrypt.hashpw(b"right", bcrypt.gensalt(4)).decode()
+
+
+class Counter:
+    """A check function that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, hashed: str, secret: str) -> bool:
+        self.calls += 1
+        return bcrypt_check(hashed, secret)
+
+
+def test_bcrypt_check_accepts_right_and_refuses_wrong_and_garbage() -> None:
+    """bcrypt_check is true only for the right secret; malformed hashes are false."""
+    assert bcrypt_check(HASH, "right")
+    assert not bcrypt_check(HASH, "wrong")
+    assert not bcrypt_check("not-a-hash", "right")
+
+
+def test_success_is_cached_and_failure_is_not() -> None:
+    """A right secret is checked once; a wrong one pays every time."""
+    counter = Counter()
+    cache = SecretCache(check=counter)
+
+    assert cache(HASH, "right")
+    assert cache(HASH, "right")
+    assert not cache(HASH, "wrong")
+    assert not cache(HASH, "wrong")
+
+    assert counter.calls == 3
+    assert cache.hits == 1
+
+
+def test_cache_holds_no_secret() -> None:
+    """Entries are HMAC digests, not the secret or the hash."""
+    cache = SecretCache(check=lambda _h, _s: True)
+    cache(HASH, "right")
+
+    keys = list(cache._entries)
+
+    assert all(b"right" not in k and HASH.encode() not in k for k in keys)
+    assert len(keys[0]) == 32
+
+
+def test_entries_expire() -> None:
+    """After the ttl the secret is checked again."""
+    now = [0.0]
+    counter = Counter()
+    cache = SecretCache(ttl=10, check=counter, clock=lambda: now[0])
+
+    cache(HASH, "right")
+    now[0] = 11
+    cache(HASH, "right")
+
+    assert counter.calls == 2
+
+
+def test_size_is_bounded_and_clear_empties() -> None:
+    """The oldest entries go first past max_entries; clear() drops all."""
+    cache = SecretCache(max_entries=2, check=lambda _h, _s: True)
+    for secret in ("a", "b", "c"):
+        cache(HASH, secret)
+
+    size = len(cache)
+    cache.clear()
+
+    assert size == 2
+    assert len(cache) == 0
