@@ -1,0 +1,31 @@
+"""
+The policy: who may connect, into which account, with which permissions.
+
+`load_policy()`/`parse_policy()` turn YAML into an immutable `Policy`
+(model.py: the file's shape; loader.py: line numbers and compilation), and
+`evaluate()` turns a request into `Allow` or `Deny` without any IO.
+"""
+
+from service.policy.evaluate import (
+    Allow,
+    Decision,
+    Deny,
+    bcrypt_check,
+    describe,
+    evaluate,
+)
+from service.policy.loader import Policy, load_policy, parse_policy
+from service.policy.subjects import Grant
+
+__all__ = [
+    "Allow",
+    "Decision",
+    "Deny",
+    "Grant",
+    "Policy",
+    "bcrypt_check",
+    "describe",
+    "evaluate",
+    "load_policy",
+    "parse_policy",
+]

@@ -1,0 +1,270 @@
+"""
+Subjects and names in the policy: rules (also as pydantic field types),
+templates, and merging permission lists into a Grant.
+
+Strategy: every subject is checked once, at load time, with each template
+replaced by a placeholder token. At request time a template may only expand
+to a value that `is_safe_token` accepts (docs/design.md §5), so the result
+is still a valid subject with the same wildcards. Named users' lists are
+rendered at load time; only anonymous `{{user}}` is known per connection.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
+
+from service.claims import Permission, ResponsePermission
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from service.policy.model import Grantee, Role
+
+TEMPLATE_VARS = ("user", "account")
+_TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+# Whitespace (str's \s is Unicode-aware) and C0/DEL control characters.
+_BLANK_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_UNSAFE_IN_TOKEN = re.compile(r"[.*>\s\x00-\x1f\x7f]")
+
+# The documented rule for user and role names: 1-64 characters, a letter or
+# digit first, then letters, digits, "_", "-" or "@". Stricter than a subject
+# token needs, so a name is safe in a subject, a log line and a JWT `name`.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_@-]{0,63}")
+_MAX_NAME = 64
+SAFE_NAME_RULE = (
+    "1-64 characters: a letter or digit, then letters, digits, '_', '-' or '@'"
+)
+
+
+def is_safe_token(value: str) -> bool:
+    """
+    Tell whether `value` can stand as exactly one literal subject token.
+
+    Returns:
+        False for an empty value or one with `.`, `*`, `>`, whitespace or a
+        control character, since any of those would change which subjects a
+        templated permission matches.
+    """
+    return bool(value) and _UNSAFE_IN_TOKEN.search(value) is None
+
+
+def _token_problem(tokens: list[str], what: str) -> str | None:
+    for index, part in enumerate(tokens):
+        if not part:
+            return f"{what} has an empty token (..)"
+        if ("*" in part and part != "*") or (">" in part and part != ">"):
+            return f"{what}: wildcards * and > must be a whole token"
+        if part == ">" and index != len(tokens) - 1:
+            return f"{what}: > must be the last token"
+    return None
+
+
+def _pattern_problem(text: str, what: str) -> str | None:
+    if not text:
+        return f"empty {what}"
+    if _BLANK_OR_CONTROL.search(text):
+        return f"{what} contains whitespace or a control character"
+    if text[0] == "." or text[-1] == ".":
+        return f"{what} has a leading or trailing dot"
+    return _token_problem(text.split("."), what)
+
+
+def subject_problem(entry: str, *, queue_allowed: bool) -> str | None:
+    """
+    Check one permission entry, templates included.
+
+    Args:
+        entry: A subject, or for subscribe `"subject queue"`.
+        queue_allowed: True for subscribe entries (jwt v2 types.go: only
+            subscriptions carry a queue).
+
+    Returns:
+        What is wrong, or None when the entry is valid.
+    """
+    for name in _TEMPLATE.findall(entry):
+        if name not in TEMPLATE_VARS:
+            return (
+                f"unknown template variable {{{{{name}}}}};"
+                " only {{user}} and {{account}} exist"
+            )
+    plain = _TEMPLATE.sub("x", entry)
+    if "{{" in plain or "}}" in plain:
+        return "unbalanced template braces"
+    subject, space, queue = plain.partition(" ")
+    if not space:
+        return _pattern_problem(subject, "subject")
+    if not queue_allowed:
+        return "a queue group (subject queue) is only allowed in subscribe entries"
+    return _pattern_problem(subject, "subject") or _pattern_problem(queue, "queue")
+
+
+def publish_problem(entry: str) -> str | None:
+    """`subject_problem` for a publish entry."""
+    return subject_problem(entry, queue_allowed=False)
+
+
+def subscribe_problem(entry: str) -> str | None:
+    """`subject_problem` for a subscribe entry."""
+    return subject_problem(entry, queue_allowed=True)
+
+
+def name_problem(value: str) -> str | None:
+    """What is wrong with a user or role name, or None."""
+    if SAFE_NAME.fullmatch(value) is None:
+        return f"unsafe name; a name is {SAFE_NAME_RULE}"
+    return None
+
+
+def account_name_problem(value: str) -> str | None:
+    """What is wrong with an account name (it fills {{account}}), or None."""
+    if not is_safe_token(value) or len(value) > _MAX_NAME:
+        return (
+            "an account name must be one subject token of at most 64 characters:"
+            " no '.', '*', '>', whitespace or control characters"
+        )
+    return None
+
+
+def rule(kind: str, problem: Callable[[str], str | None]) -> AfterValidator:
+    """A pydantic validator from a `value -> problem or None` function."""
+
+    def check(value: str) -> str:
+        if message := problem(value):
+            raise PydanticCustomError(kind, message)
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[str, rule("unsafe_name", name_problem)]
+AccountName = Annotated[str, rule("unsafe_name", account_name_problem)]
+PubSubject = Annotated[str, rule("bad_subject", publish_problem)]
+SubSubject = Annotated[str, rule("bad_subject", subscribe_problem)]
+
+
+def normalize(entry: str) -> str:
+    """Rewrite `{{ user }}` as `{{user}}` so rendering is a plain replace."""
+    return _TEMPLATE.sub(lambda m: "{{" + m.group(1) + "}}", entry)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """The permissions a user JWT carries (`pub`, `sub`, `resp`)."""
+
+    pub: Permission
+    sub: Permission
+    resp: ResponsePermission | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """One principal's merged lists, templates still in place."""
+
+    pub_allow: tuple[str, ...]
+    pub_deny: tuple[str, ...]
+    sub_allow: tuple[str, ...]
+    sub_deny: tuple[str, ...]
+    resp: ResponsePermission | None
+    uses_user: bool
+    uses_account: bool
+
+
+def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def make_rules(
+    *,
+    pub_allow: Iterable[str],
+    pub_deny: Iterable[str],
+    sub_allow: Iterable[str],
+    sub_deny: Iterable[str],
+    resp: ResponsePermission | None,
+) -> Rules:
+    """
+    Merge lists (roles first, then the user's own) into prepared rules.
+
+    Entries are normalized and deduplicated, keeping their first position.
+    """
+    pa, pd, sa, sd = (
+        _dedupe(normalize(s) for s in items)
+        for items in (pub_allow, pub_deny, sub_allow, sub_deny)
+    )
+    joined = "\n".join((*pa, *pd, *sa, *sd))
+    return Rules(
+        pub_allow=pa,
+        pub_deny=pd,
+        sub_allow=sa,
+        sub_deny=sd,
+        resp=resp,
+        uses_user="{{user}}" in joined,
+        uses_account="{{account}}" in joined,
+    )
+
+
+def merge_rules(sources: Sequence[Role | Grantee]) -> Rules:
+    """
+    Merge the roles' permission lists (in order) with the grantee's own.
+
+    Args:
+        sources: The roles, then the grantee itself, last. Its `responses`
+            win; else the first role's that has one.
+    """
+    *roles, own = sources
+    responses = own.responses or next((r.responses for r in roles if r.responses), None)
+    return make_rules(
+        pub_allow=(s for source in sources for s in source.publish.allow),
+        pub_deny=(s for source in sources for s in source.publish.deny),
+        sub_allow=(s for source in sources for s in source.subscribe.allow),
+        sub_deny=(s for source in sources for s in source.subscribe.deny),
+        resp=None
+        if responses is None
+        else ResponsePermission(
+            max=responses.max, ttl_seconds=float(responses.expires or 0)
+        ),
+    )
+
+
+def render(rules: Rules, *, user: str, account: str) -> Grant | None:
+    """
+    Substitute the templates and apply deny-wins and the safety defaults.
+
+    Returns:
+        The grant, or None when a substituted value is not one safe subject
+        token (the connection must then be refused).
+    """
+    if (rules.uses_user and not is_safe_token(user)) or (
+        rules.uses_account and not is_safe_token(account)
+    ):
+        return None
+
+    def fill(items: tuple[str, ...]) -> tuple[str, ...]:
+        if not (rules.uses_user or rules.uses_account):
+            return items
+        return _dedupe(
+            s.replace("{{user}}", user).replace("{{account}}", account) for s in items
+        )
+
+    pub_deny, sub_deny = fill(rules.pub_deny), fill(rules.sub_deny)
+    # Deny wins, as in NATS: an entry in both lists stays only in deny.
+    pub_allow = tuple(s for s in fill(rules.pub_allow) if s not in pub_deny)
+    sub_allow = tuple(s for s in fill(rules.sub_allow) if s not in sub_deny)
+    # protocol.md §9.12: with no allow list the server applies the account's
+    # default permissions (often everything), so an empty allow list must
+    # become an explicit deny-all. §9.11: with `resp` set and no pub allow the
+    # server already denies every publish but replies; ">" in deny would also
+    # block the replies.
+    if not pub_allow and rules.resp is None and ">" not in pub_deny:
+        pub_deny = (*pub_deny, ">")
+    if not sub_allow and ">" not in sub_deny:
+        sub_deny = (*sub_deny, ">")
+    return Grant(
+        pub=Permission(allow=pub_allow, deny=pub_deny),
+        sub=Permission(allow=sub_allow, deny=sub_deny),
+        resp=rules.resp,
+    )
