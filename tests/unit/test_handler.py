@@ -1,0 +1,189 @@
+"""The sans-IO handler: decode -> evaluate -> issue; aborts carry no reply."""
+
+from __future__ import annotations
+
+import bcrypt
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from service import codec
+from service.claims import SERVER_XKEY_HEADER
+from service.handler import HandlerContext, handle
+from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.policy import parse_policy
+from service.secretcache import SecretCache
+from tests.factories import NOW, FakeServer, make_request, request_claims, sign_token
+
+ISSUER = KeyPair.create(Prefix.ACCOUNT)
+PASSWORD = "john-doe-password"
+POLICY = parse_policy(
+    f"""version: 1
+accounts: {{APP: {{}}}}
+defaults: {{account: APP, expires: 1h}}
+roles:
+  customer:
+    publish: {{allow: ["users.{{{{user}}}}.>"]}}
+    subscribe: {{allow: ["users.{{{{user}}}}.>", "_INBOX.>"]}}
+users:
+  - name: john-doe
+    password: "{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}"
+    roles: [customer]
+"""
+)
+CTX = HandlerContext(
+    issuer=ISSUER, xkey=None, policy=POLICY, check_secret=SecretCache()
+)
+SERVER = FakeServer()
+
+
+def _decode_reply(reply: bytes) -> dict[str, object]:
+    return codec.decode_jwt(reply, Prefix.ACCOUNT)
+
+
+def test_allow_issues_a_user_jwt_for_the_request() -> None:
+    """An allowed request gets a response with a user JWT bound to user_nkey."""
+    body, headers = make_request(
+        SERVER,
+        issuer_account=ISSUER.public_key,
+        connect_opts={"user": "john-doe", "pass": PASSWORD},
+    )
+    request = codec.decode_request(body, headers, now=NOW)
+
+    outcome = handle(body, headers, ctx=CTX, now=NOW)
+    assert outcome.reply is not None
+    response = _decode_reply(outcome.reply)
+    nats = response["nats"]
+    assert isinstance(nats, dict)
+    user = codec.decode_jwt(nats["jwt"], Prefix.ACCOUNT)
+
+    assert outcome.decision == "allow"
+    assert (outcome.user, outcome.account) == ("john-doe", "APP")
+    assert response["sub"] == request.user_nkey == user["sub"]
+    assert response["aud"] == SERVER.id
+    assert user["aud"] == "APP"
+    assert user["exp"] == NOW + 3600
+    assert user["nats"]["pub"] == {"allow": ["users.john-doe.>"]}
+    assert outcome.expires == NOW + 2
+
+
+def test_deny_is_a_signed_error_response() -> None:
+    """A wrong password gets a signed response carrying the reason, not a JWT."""
+    body, headers = make_request(
+        SERVER,
+        issuer_account=ISSUER.public_key,
+        connect_opts={"user": "john-doe", "pass": "wrong"},
+    )
+
+    outcome = handle(body, headers, ctx=CTX, now=NOW)
+    assert outcome.reply is not None
+    nats = _decode_reply(outcome.reply)["nats"]
+
+    assert outcome.decision == "deny"
+    assert outcome.reason == "bad_password"
+    assert nats == {
+        "error": "bad_password",
+        "type": "authorization_response",
+        "version": 2,
+    }
+
+
+def test_invalid_request_is_aborted_without_reply() -> None:
+    """A request signed by a key other than its server id is aborted."""
+    claims = request_claims(SERVER, issuer_account=ISSUER.public_key)
+    forged = sign_token(claims, KeyPair.create(Prefix.SERVER))
+
+    outcome = handle(forged, None, ctx=CTX, now=NOW)
+
+    assert outcome.decision == "abort"
+    assert outcome.reply is None
+    assert outcome.reason == "bad_signature"
+
+
+def test_sealed_request_gets_a_sealed_response() -> None:
+    """With xkeys on both sides, the response is sealed to the server's xkey."""
+    service_xkey = CurveKeyPair.create()
+    server = FakeServer(xkey=CurveKeyPair.create())
+    ctx = HandlerContext(
+        issuer=ISSUER, xkey=service_xkey, policy=POLICY, check_secret=SecretCache()
+    )
+    body, headers = make_request(
+        server,
+        issuer_account=ISSUER.public_key,
+        service_xkey=service_xkey.public_key,
+        connect_opts={"user": "john-doe", "pass": PASSWORD},
+    )
+
+    outcome = handle(body, headers, ctx=ctx, now=NOW)
+    assert outcome.reply is not None
+    assert server.xkey is not None
+    opened = server.xkey.open(outcome.reply, service_xkey.public_key)
+
+    assert outcome.decision == "allow"
+    assert opened.startswith(b"eyJ")
+    assert _decode_reply(opened)["aud"] == server.id
+
+
+def test_expired_request_is_aborted() -> None:
+    """A request past its exp (the server's deadline) gets no reply."""
+    body, headers = make_request(
+        SERVER,
+        issuer_account=ISSUER.public_key,
+        connect_opts={"user": "john-doe", "pass": PASSWORD},
+    )
+
+    outcome = handle(body, headers, ctx=CTX, now=NOW + 3)
+
+    assert (outcome.decision, outcome.reason) == ("abort", "expired_request")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    connect_opts=st.dictionaries(
+        st.sampled_from(["user", "pass", "auth_token", "nkey", "sig", "jwt", "name"]),
+        json_values,
+        max_size=5,
+    ),
+    client_info=st.dictionaries(
+        st.sampled_from(["host", "type", "kind", "nonce", "user"]),
+        json_values,
+        max_size=4,
+    ),
+)
+def test_hostile_request_fields_never_crash_and_never_allow(
+    connect_opts: dict[str, object], client_info: dict[str, object]
+) -> None:
+    """Arbitrary signed request fields give deny or abort, never allow or a crash."""
+    assume(connect_opts.get("pass") != PASSWORD)
+    claims = request_claims(
+        SERVER,
+        issuer_account=ISSUER.public_key,
+        connect_opts=connect_opts,
+        client_info=client_info,
+    )
+    body = sign_token(claims, SERVER.key)
+
+    outcome = handle(body, None, ctx=CTX, now=NOW)
+
+    assert outcome.decision in {"deny", "abort"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.binary(max_size=400), header=st.none() | st.text(max_size=60))
+def test_random_bytes_are_aborted(payload: bytes, header: str | None) -> None:
+    """Random bytes (with or without an xkey header) are always aborted."""
+    headers = None if header is None else {SERVER_XKEY_HEADER: header}
+
+    outcome = handle(payload, headers, ctx=CTX, now=NOW)
+
+    assert outcome.decision == "abort"
+    assert outcome.reply is None
