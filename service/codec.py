@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -476,11 +477,15 @@ def decode_request(
             f"{SERVER_XKEY_HEADER} header does not match the signed server xkey",
             server_id=server.id,
         )
+    # Go's jwt Validate compares whole seconds (time.Now().Unix() > exp), and
+    # the server writes exp = trunc(send time + timeout): a float comparison
+    # would refuse requests the server is still waiting for.
+    whole_now = math.floor(now)
     expires = _int(claims.get("exp", 0), "exp")
-    if expires and now > expires:
+    if expires and whole_now > expires:
         raise ExpiredRequest(f"request expired at {expires}", server_id=server.id)
     not_before = _int(claims.get("nbf", 0), "nbf")
-    if not_before and now < not_before:
+    if not_before and whole_now < not_before:
         raise ExpiredRequest(
             f"request not valid before {not_before}", server_id=server.id
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -174,7 +175,9 @@ class Worker:
             return
         reply = outcome.reply
         if reply is not None:
-            if outcome.expires and time.time() > outcome.expires:
+            # exp is whole seconds (see codec.decode_request): past exp + 1 the
+            # server has certainly given up, so a reply would only be noise.
+            if outcome.expires and math.floor(time.time()) > outcome.expires:
                 outcome = Outcome(
                     decision="abort",
                     reply=None,

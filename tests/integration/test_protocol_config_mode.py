@@ -321,12 +321,6 @@ async def test_xkey_mismatch_aborts_and_the_client_times_out(
     assert not [line for line in new_lines if "Auth callout service" in line]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=nats.errors.Error,  # the responder aborts: Authorization Violation
-    reason="codec.decode_request compares exp with a float `now`; Go compares whole "
-    "seconds, and the server writes exp = trunc(send time + timeout)",
-)
 async def test_sub_second_timeout_request_is_not_expired_on_arrival(
     nats_server_factory: ServerFactory,
 ) -> None:

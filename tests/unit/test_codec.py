@@ -1114,14 +1114,22 @@ def test_refuses_a_wrong_audience(env: Env, audience: object) -> None:
     assert EXPECTED_AUDIENCE != audience
 
 
-@pytest.mark.parametrize("late", [0.001, 1, 3600])
+@pytest.mark.parametrize("late", [1, 1.5, 3600])
 def test_refuses_an_expired_request(env: Env, late: float) -> None:
-    """now > exp is ExpiredRequest."""
+    """A whole second past exp is ExpiredRequest (Go compares whole seconds)."""
     error = _assert_refused(
         ExpiredRequest, env.token(), now=NOW + 2 + late, match="expired at"
     )
 
     assert env.server.id == error.server_id
+
+
+@pytest.mark.parametrize("late", [0.001, 0.999])
+def test_accepts_a_request_within_its_exp_second(env: Env, late: float) -> None:
+    """The server writes exp = trunc(send + timeout); the exp second is still valid."""
+    request = decode_request(env.token(), now=NOW + 2 + late)
+
+    assert NOW + 2 == request.expires
 
 
 def test_refuses_a_request_not_yet_valid(env: Env) -> None:
