@@ -32,6 +32,7 @@ from service.handler import HandlerContext, handle  # noqa: E402
 from service.keys import KeyPair, Prefix  # noqa: E402
 from service.policy import parse_policy  # noqa: E402
 from service.secretcache import SecretCache  # noqa: E402
+from service.signers import AccountSigner  # noqa: E402
 from tests.factories import NOW, FakeServer, make_request  # noqa: E402
 
 if TYPE_CHECKING:
@@ -80,11 +81,20 @@ users:
         )
 
     good, wrong = request(PASSWORD), request("wrong-password")
+    signers = {"APP": AccountSigner(issuer, audience="APP")}
     cached = HandlerContext(
-        issuer=issuer, xkey=None, policy=policy, check_secret=SecretCache()
+        issuer=issuer,
+        xkey=None,
+        policy=policy,
+        check_secret=SecretCache(),
+        signers=signers,
     )
     fresh = HandlerContext(
-        issuer=issuer, xkey=None, policy=policy, check_secret=SecretCache(max_entries=0)
+        issuer=issuer,
+        xkey=None,
+        policy=policy,
+        check_secret=SecretCache(max_entries=0),
+        signers=signers,
     )
     req = codec.decode_request(*good, now=NOW)
     claims = UserClaims(

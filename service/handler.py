@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from service.claims import AuthRequest
     from service.keys import CurveKeyPair, KeyPair
     from service.policy import Policy
+    from service.signers import AccountSigner
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +32,21 @@ class HandlerContext:
     Everything a decision needs besides the request.
 
     Attributes:
-        issuer: Signs responses and, in config mode, user JWTs.
+        issuer: Signs responses (and, in config mode, user JWTs).
         xkey: The service's curve key; when set, requests must be sealed.
         policy: The policy in force.
         check_secret: `(bcrypt_hash, secret) -> bool`, usually cached.
+        signers: Per policy account, who signs its user JWTs.
+        issuer_account: Operator mode: the callout account, set on responses
+            when `issuer` is one of its signing keys.
     """
 
     issuer: KeyPair
     xkey: CurveKeyPair | None
     policy: Policy
     check_secret: Callable[[str, str], bool]
+    signers: Mapping[str, AccountSigner]
+    issuer_account: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +90,14 @@ def client_type(request: AuthRequest) -> str:
     return request.client_info.type or request.client_info.kind.lower()
 
 
-def user_claims(request: AuthRequest, allow: Allow) -> UserClaims:
-    """The user JWT claims for an Allow (config mode: `aud` is the account name)."""
+def user_claims(
+    request: AuthRequest, allow: Allow, signer: AccountSigner
+) -> UserClaims:
+    """The user JWT claims for an Allow, as `signer` will sign them."""
     return UserClaims(
         subject=request.user_nkey,
-        audience=allow.account,
+        audience=signer.audience,
+        issuer_account=signer.issuer_account,
         name=allow.user,
         expires=allow.expires_at,
         pub=allow.grant.pub,
@@ -120,14 +129,25 @@ def handle(
     decision = evaluate(ctx.policy, request, int(now), check_secret=ctx.check_secret)
     verdict: Literal["allow", "deny"]
     if isinstance(decision, Allow):
+        signer = ctx.signers[decision.account]
         user_jwt = codec.encode_user_jwt(
-            user_claims(request, decision), ctx.issuer, now=int(now)
+            user_claims(request, decision, signer), signer.key, now=int(now)
         )
-        token = codec.encode_response(request, ctx.issuer, now=int(now), jwt=user_jwt)
+        token = codec.encode_response(
+            request,
+            ctx.issuer,
+            now=int(now),
+            jwt=user_jwt,
+            issuer_account=ctx.issuer_account,
+        )
         verdict, reason, account = "allow", None, decision.account
     else:
         token = codec.encode_response(
-            request, ctx.issuer, now=int(now), error=decision.reason
+            request,
+            ctx.issuer,
+            now=int(now),
+            error=decision.reason,
+            issuer_account=ctx.issuer_account,
         )
         verdict, reason, account = "deny", decision.reason, None
     # callout.go: a sealed request always gets a sealed response

@@ -29,11 +29,14 @@ from service.handler import HandlerContext, Outcome, handle
 from service.secretcache import SecretCache
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from nats.aio.client import Client
     from nats.aio.msg import Msg
 
     from service.config import Keys, Settings
     from service.policy import Policy
+    from service.signers import AccountSigner
 
 log = structlog.get_logger("callout")
 
@@ -47,7 +50,13 @@ _EVENTS = {
 class Worker:
     """Answers auth callout requests on one NATS connection."""
 
-    def __init__(self, settings: Settings, keys: Keys, policy: Policy) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: Keys,
+        policy: Policy,
+        signers: Mapping[str, AccountSigner],
+    ) -> None:
         self.settings = settings
         self.secret_cache = SecretCache()
         self._ctx = HandlerContext(
@@ -55,6 +64,8 @@ class Worker:
             xkey=keys.xkey,
             policy=policy,
             check_secret=self.secret_cache,
+            signers=signers,
+            issuer_account=settings.issuer_account or "",
         )
         self._pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="callout")
         self._tasks: set[asyncio.Task[None]] = set()
@@ -216,10 +227,15 @@ class Worker:
         log.info("callout.nats_reconnected")
 
 
-async def serve(settings: Settings, keys: Keys, policy: Policy) -> None:
+async def serve(
+    settings: Settings,
+    keys: Keys,
+    policy: Policy,
+    signers: Mapping[str, AccountSigner],
+) -> None:
     """Run a worker until SIGINT/SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await Worker(settings, keys, policy).run(stop)
+    await Worker(settings, keys, policy, signers).run(stop)

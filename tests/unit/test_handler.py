@@ -12,6 +12,7 @@ from service.handler import HandlerContext, handle
 from service.keys import CurveKeyPair, KeyPair, Prefix
 from service.policy import parse_policy
 from service.secretcache import SecretCache
+from service.signers import AccountSigner
 from tests.factories import NOW, FakeServer, make_request, request_claims, sign_token
 
 ISSUER = KeyPair.create(Prefix.ACCOUNT)
@@ -30,8 +31,9 @@ users:
     roles: [customer]
 """
 )
+SIGNERS = {"APP": AccountSigner(ISSUER, audience="APP")}
 CTX = HandlerContext(
-    issuer=ISSUER, xkey=None, policy=POLICY, check_secret=SecretCache()
+    issuer=ISSUER, xkey=None, policy=POLICY, check_secret=SecretCache(), signers=SIGNERS
 )
 SERVER = FakeServer()
 
@@ -104,7 +106,11 @@ def test_sealed_request_gets_a_sealed_response() -> None:
     service_xkey = CurveKeyPair.create()
     server = FakeServer(xkey=CurveKeyPair.create())
     ctx = HandlerContext(
-        issuer=ISSUER, xkey=service_xkey, policy=POLICY, check_secret=SecretCache()
+        issuer=ISSUER,
+        xkey=service_xkey,
+        policy=POLICY,
+        check_secret=SecretCache(),
+        signers=SIGNERS,
     )
     body, headers = make_request(
         server,

@@ -1,0 +1,107 @@
+"""
+Who signs the user JWT for each account the policy may place users in.
+
+Config mode: the issuer key signs everything, and the user JWT's `aud` is the
+account's name (protocol.md section 9.4). Operator mode: the target account's
+own key or one of its signing keys signs, with `issuer_account` set when it is
+a signing key (protocol.md section 6.2); `aud` is ignored by the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from service.errors import ConfigError, KeyFormatError
+from service.keys import KeyPair, Prefix
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from service.policy import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSigner:
+    """
+    How to sign a user JWT for one account.
+
+    Attributes:
+        key: The signing key (account key or one of its signing keys).
+        issuer_account: The account's public key when `key` is a signing
+            key (operator mode only), else "".
+        audience: Config mode: the account's name. Operator mode: "".
+    """
+
+    key: KeyPair
+    issuer_account: str = ""
+    audience: str = ""
+
+
+def build_signers(
+    policy: Policy,
+    *,
+    mode: str,
+    issuer: KeyPair,
+    issuer_account: str | None,
+    base_dir: Path,
+) -> dict[str, AccountSigner]:
+    """
+    One signer per policy account.
+
+    Args:
+        issuer: The key that signs responses (config mode: every JWT).
+        issuer_account: Operator mode: the callout account when `issuer` is
+            one of its signing keys.
+        base_dir: Relative `signing_key_file` paths are resolved against it
+            (the policy file's directory).
+
+    Raises:
+        ConfigError: Operator-mode keys missing, unreadable or mismatched, or
+            operator-mode keys given in config mode.
+    """
+    if mode == "config":
+        for name, account in policy.accounts.items():
+            if account.public_key or account.signing_key_file:
+                raise ConfigError(
+                    f"policy accounts.{name}: public_key/signing_key_file are for "
+                    "operator mode (CALLOUT_MODE=operator)"
+                )
+        return {name: AccountSigner(issuer, audience=name) for name in policy.accounts}
+    callout_account = issuer_account or issuer.public_key
+    signers = {}
+    for name, account in policy.accounts.items():
+        if account.public_key is None:
+            raise ConfigError(f"policy accounts.{name}: operator mode needs public_key")
+        if account.signing_key_file is not None:
+            key = _load_seed(base_dir / account.signing_key_file, name)
+        elif account.public_key == callout_account:
+            key = issuer
+        else:
+            raise ConfigError(
+                f"policy accounts.{name}: operator mode needs signing_key_file "
+                "(the account's seed or one of its signing keys)"
+            )
+        signers[name] = AccountSigner(
+            key,
+            issuer_account=""
+            if key.public_key == account.public_key
+            else account.public_key,
+        )
+    return signers
+
+
+def _load_seed(path: Path, account: str) -> KeyPair:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"policy accounts.{account}.signing_key_file {path}: "
+            f"cannot read: {exc.strerror}"
+        ) from None
+    try:
+        return KeyPair.from_seed(text, Prefix.ACCOUNT)
+    except KeyFormatError as exc:
+        raise ConfigError(
+            f"policy accounts.{account}.signing_key_file {path}: {exc}"
+        ) from None
