@@ -40,6 +40,7 @@ from service.keys import CurveKeyPair, KeyPair, Prefix
 from service.log import configure_logging
 from service.policy import Policy, describe, evaluate, load_policy
 from service.secretcache import bcrypt_check
+from service.signers import AccountSigner, build_signers
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _TYPES = ("nats", "websocket", "mqtt", "leafnode")
@@ -99,19 +100,30 @@ def main(argv: list[str] | None = None) -> int:
     return handlers[args.command](args)
 
 
-def _startup(env_file: Path | None) -> tuple[Settings, Keys, Policy]:
+def _startup(
+    env_file: Path | None,
+) -> tuple[Settings, Keys, Policy, dict[str, AccountSigner]]:
     settings = load_settings(env_file)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     problems = login_problems(settings)
     if problems:
         raise ConfigError("; ".join(problems))
-    return settings, load_keys(settings), load_policy(settings.policy_file)
+    keys = load_keys(settings)
+    policy = load_policy(settings.policy_file)
+    signers = build_signers(
+        policy,
+        mode=settings.mode,
+        issuer=keys.issuer,
+        issuer_account=settings.issuer_account,
+        base_dir=settings.policy_file.parent,
+    )
+    return settings, keys, policy, signers
 
 
 def _run(args: argparse.Namespace) -> int:
     configure_logging()
     try:
-        settings, keys, policy = _startup(args.env_file)
+        settings, keys, policy, signers = _startup(args.env_file)
     except (ConfigError, PolicyError) as exc:
         # an expected, explained failure: the message is the point, not a traceback
         structlog.get_logger("callout").error("callout.startup_failed", error=str(exc))
@@ -121,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         log.warning("callout.config_warning", warning=warning)
     from service.worker import serve  # noqa: PLC0415 - keep nats out of other commands
 
-    asyncio.run(serve(settings, keys, policy))
+    asyncio.run(serve(settings, keys, policy, signers))
     return EXIT_OK
 
 
