@@ -25,10 +25,16 @@ if TYPE_CHECKING:
 
 
 def bcrypt_check(hashed: str, secret: str) -> bool:
-    """Constant-time bcrypt check; False for any malformed input."""
+    """
+    Check a secret against a bcrypt hash (bcrypt compares in constant time).
+
+    Returns:
+        False on a mismatch and on any error: a malformed hash, a secret that
+        is not encodable or longer than bcrypt's 72 bytes.
+    """
     try:
-        return bcrypt.checkpw(secret.encode(), hashed.encode())
-    except ValueError:
+        return bcrypt.checkpw(secret.encode("utf-8"), hashed.encode("ascii"))
+    except (ValueError, TypeError):
         return False
 
 

@@ -10,12 +10,12 @@ from service.policy.evaluate import (
     Allow,
     Decision,
     Deny,
-    bcrypt_check,
     describe,
     evaluate,
 )
 from service.policy.loader import Policy, load_policy, parse_policy
 from service.policy.subjects import Grant
+from service.secretcache import bcrypt_check
 
 __all__ = [
     "Allow",

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
-import bcrypt
-
 from service import keys
 from service.policy.subjects import Grant, render
+from service.secretcache import bcrypt_check
 
 if TYPE_CHECKING:
     from service.claims import AuthRequest, ClientInfo, Permission
@@ -71,20 +70,6 @@ class Deny:
 
 
 Decision: TypeAlias = Allow | Deny
-
-
-def bcrypt_check(hashed: str, secret: str) -> bool:
-    """
-    Check a secret against a bcrypt hash (bcrypt compares in constant time).
-
-    Returns:
-        False on a mismatch and on any error: a malformed hash, a secret that
-        is not encodable or longer than bcrypt's 72 bytes.
-    """
-    try:
-        return bcrypt.checkpw(secret.encode("utf-8"), hashed.encode("ascii"))
-    except (ValueError, TypeError):
-        return False
 
 
 def evaluate(
