@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import secrets
 import warnings
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -92,9 +93,10 @@ class Policy:
         version_hash: "sha256:" + hex digest of the file's bytes.
         users: Every user, in file order; `by_name` indexes them.
         source: Where it came from, as used in error messages.
-        timing_hash: A password hash of the policy, checked for an unknown
-            user so that a miss costs as much as a wrong password; "" when
-            there are no password users.
+        timing_hash: A decoy with the cost and salt of a policy password
+            hash but a random checksum that no secret matches, checked for
+            an unknown user so that a miss costs as much as a wrong password;
+            "" when there are no password users.
     """
 
     document: PolicyDocument
@@ -266,7 +268,9 @@ def _compile(document: PolicyDocument, *, source: str, version_hash: str) -> Pol
         nkeys=MappingProxyType({p.credential: p for p in by_kind["nkey"]}),
         token_users=tuple(by_kind["token"]),
         anonymous=anonymous,
-        timing_hash=by_kind["password"][0].credential if by_kind["password"] else "",
+        timing_hash=_decoy(by_kind["password"][0].credential)
+        if by_kind["password"]
+        else "",
     )
 
 
@@ -293,3 +297,14 @@ def _principal(
         source_networks=grantee.source_networks,
         networks=tuple(ipaddress.ip_network(n) for n in grantee.source_networks),
     )
+
+
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _decoy(hashed: str) -> str:
+    # Not a real user's hash: a real one would match that user's password, and
+    # the verification cache would then make repeats fast - a password oracle
+    # that needs no user name. bcrypt hashes with the salt (first 29 chars) and
+    # compares the checksum, so a random checksum costs the same and never matches.
+    return hashed[:29] + "".join(secrets.choice(_BCRYPT_ALPHABET) for _ in range(31))

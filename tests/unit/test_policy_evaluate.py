@@ -195,6 +195,16 @@ def test_unknown_user_still_spends_a_bcrypt_check() -> None:
     assert [(POLICY.timing_hash, "guess")] == calls
 
 
+def test_timing_decoy_matches_no_secret() -> None:
+    """The decoy hash is no user's hash: a user's right password never matches it."""
+    john = POLICY.by_name["john-doe"].credential
+
+    assert POLICY.timing_hash != john
+    assert POLICY.timing_hash[:29] == john[:29]
+    assert not bcrypt_check(POLICY.timing_hash, "john-pw")
+    assert bcrypt_check(john, "john-pw")
+
+
 def test_token_users_are_found_by_their_hash() -> None:
     """auth_token is checked against each token user until one matches."""
     billing = allowed(evaluate(POLICY, request(auth_token="billing-token"), NOW))
