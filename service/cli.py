@@ -80,9 +80,26 @@ def _parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="print a new seed and its public key")
     keys.add_argument("kind", choices=("account", "user", "curve", "operator"))
 
-    sub.add_parser("init", help="write a working set of keys and configs (not yet)")
-    sub.add_parser("dev", help="embedded nats-server + service (not yet)")
+    init = sub.add_parser("init", help="write keys and configs that work together")
+    init.add_argument("dir", type=Path, help="a new or empty directory")
+    dev = sub.add_parser("dev", help="quick start: init + nats-server + service")
+    dev.add_argument("--dir", type=Path, help="a new directory (default: temporary)")
+    for command in (init, dev):
+        command.add_argument("--mode", choices=("config", "operator"), default="config")
+        command.add_argument("--xkey", action="store_true", help="encrypt requests")
+        command.add_argument("--port", type=_port, default=4222, help="client port")
+        command.add_argument("--ws-port", type=_port, default=8080, help="WebSocket")
+        command.add_argument(
+            "--cost", type=int, default=12, choices=range(4, 32), metavar="4..31"
+        )
     return parser
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:  # noqa: PLR2004 - the TCP port range
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port")
+    return port
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         "explain": _explain,
         "hash": _hash,
         "keys": _keys,
-        "init": _not_yet,
-        "dev": _not_yet,
+        "init": _init_or_dev,
+        "dev": _init_or_dev,
     }
     return handlers[args.command](args)
 
@@ -249,10 +266,7 @@ def _keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    print(  # noqa: T201
-        f"`{args.command}` is not implemented yet (see the issue tracker); "
-        "for now run `nats-auth-callout run` with CALLOUT_* settings.",
-        file=sys.stderr,
-    )
-    return EXIT_USAGE
+def _init_or_dev(args: argparse.Namespace) -> int:
+    from service import dev  # noqa: PLC0415 - keep subprocess code out of `run`
+
+    return dev.main(args)
