@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint bench clean
+.PHONY: dev test lint bench clean browser-deps chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,31 @@ lint: $(STAMP)
 	$(BIN)/ruff check service tests benchmarks
 	$(BIN)/mypy service tests benchmarks
 
-test: lint
+test: lint browser-deps
 	$(BIN)/nats-server --version
 	$(BIN)/pytest
+
+# The real-browser test (tests/integration/test_browser.py) drives Debian's
+# Chromium with playwright-core from examples/browser. Both steps do nothing
+# when already done: npm ci reruns only when package-lock.json changes.
+BROWSER  := examples/browser
+CHROMIUM ?= /usr/bin/chromium
+
+browser-deps: chromium $(BROWSER)/node_modules/.package-lock.json
+
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "$(CHROMIUM) is missing and this is not root on Debian: install Chromium" \
+	       "(sudo apt-get install -y chromium) or set CHROMIUM=/path/to/chromium" >&2; \
+	  exit 1; \
+	fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null
+
+$(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package-lock.json $(BROWSER)/package.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ with npm" >&2; exit 1; }
+	cd $(BROWSER) && npm ci --no-audit --no-fund
+	touch $@
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/micro.py
