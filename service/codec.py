@@ -17,7 +17,6 @@ import binascii
 import hashlib
 import json
 import math
-import re
 from typing import TYPE_CHECKING, Any, Final
 
 from service.claims import (
@@ -49,10 +48,14 @@ from service.keys import (
     CurveKeyPair,
     KeyPair,
     Prefix,
+    b32encode,
+    check_curve_public,
     decode_public,
     signer_prefix,
     verify,
 )
+from service.keys import format_creds as format_creds  # noqa: PLC0414 (re-export)
+from service.keys import parse_creds as parse_creds  # noqa: PLC0414
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -61,6 +64,7 @@ MAX_TOKEN_SIZE: Final = 1024 * 1024  # jwt.MaxTokenSize
 HEADER: Final = (
     "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ"  # typ JWT, ed25519-nkey
 )
+_HEADER_BYTES = HEADER.encode("ascii")
 _JWT_PREFIX = b"eyJ"
 _RESP_TTL_NS = 1_000_000_000
 
@@ -76,15 +80,29 @@ _GO_ESCAPES = (
     ("\u2029", "\\u2029"),
 )
 _B64_TO_STD = bytes.maketrans(b"-_", b"+/")
+# One encoder for every call: json.dumps with non-default options builds a new one.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# An empty SHA-512/256 to copy: cheaper than hashlib.new() finding it by name.
+_SHA512_256 = hashlib.new("sha512_256")
+_DECODER = json.JSONDecoder()  # what json.loads uses when given no options
+
+
+def _go_json_text(value: object) -> str:
+    text = _ENCODER.encode(value)
+    for char, escaped in _GO_ESCAPES:
+        if char in text:
+            text = text.replace(char, escaped)
+    return text
 
 
 def go_json(value: object) -> bytes:
     """Serialise like Go's json.Marshal: compact, raw UTF-8, HTML-escaped."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for char, escaped in _GO_ESCAPES:
-        if char in text:
-            text = text.replace(char, escaped)
-    return text.encode()
+    return _go_json_text(value).encode()
+
+
+def _json_int(value: int) -> str:
+    # json writes an int as int.__repr__; anything else goes the general way.
+    return str(value) if type(value) is int else _ENCODER.encode(value)
 
 
 def b64encode(raw: bytes) -> str:
@@ -111,18 +129,23 @@ def b64decode(segment: bytes) -> bytes:
         raise MalformedRequest("segment is not unpadded base64url") from exc
 
 
+def _jti(claims_data_json: bytes) -> str:
+    sha = _SHA512_256.copy()
+    sha.update(claims_data_json)
+    return b32encode(sha.digest())
+
+
 def compute_jti(claims_data: Mapping[str, object]) -> str:
     """
     The `jti` Go computes: base32 of SHA-512/256 over the ClaimsData JSON.
 
     `claims_data` holds the standard claims only, in Go order, without `jti`.
     """
-    digest = hashlib.new("sha512_256", go_json(claims_data)).digest()
-    return base64.b32encode(digest).decode("ascii").rstrip("=")
+    return _jti(go_json(claims_data))
 
 
 def _sign(
-    nats: dict[str, object],
+    nats: str,
     signer: KeyPair,
     *,
     now: int,
@@ -132,25 +155,22 @@ def _sign(
     name: str = "",
 ) -> str:
     # Go field order: aud, exp, jti, iat, iss, name, nbf, sub; zero values omitted.
-    data: dict[str, object] = {}
+    # The ClaimsData JSON that jti hashes and the payload share all members but
+    # jti and `nats` (JSON text): each is serialised once, joined as go_json would.
+    before_jti = []
     if aud:
-        data["aud"] = aud
+        before_jti.append(f'"aud":{_go_json_text(aud)}')
     if exp:
-        data["exp"] = exp
-    data["iat"] = now
-    data["iss"] = signer.public_key
+        before_jti.append(f'"exp":{_json_int(exp)}')
+    # nkey text is A-Z2-7 only: nothing in `iss` needs escaping.
+    after_jti = [f'"iat":{_json_int(now)}', f'"iss":"{signer.public_key}"']
     if name:
-        data["name"] = name
-    data["sub"] = sub
-    payload: dict[str, object] = {}
-    if aud:
-        payload["aud"] = aud
-    if exp:
-        payload["exp"] = exp
-    payload["jti"] = compute_jti(data)
-    payload.update(data)
-    payload["nats"] = nats
-    signing_input = f"{HEADER}.{b64encode(go_json(payload))}"
+        after_jti.append(f'"name":{_go_json_text(name)}')
+    after_jti.append(f'"sub":{_go_json_text(sub)}')
+    jti = _jti(("{" + ",".join(before_jti + after_jti) + "}").encode())
+    members = ",".join([*before_jti, f'"jti":"{jti}"', *after_jti])
+    payload = f'{{{members},"nats":{nats}}}'
+    signing_input = f"{HEADER}.{b64encode(payload.encode())}"
     signature = signer.sign(signing_input.encode("ascii"))
     return f"{signing_input}.{b64encode(signature)}"
 
@@ -210,7 +230,7 @@ def encode_user_jwt(claims: UserClaims, signer: KeyPair, *, now: int) -> str:
         now: Unix seconds for `iat`.
     """
     return _sign(
-        user_nats_object(claims),
+        _go_json_text(user_nats_object(claims)),
         signer,
         now=now,
         sub=claims.subject,
@@ -237,11 +257,13 @@ def encode_response(
     """
     if bool(jwt) == bool(error):
         raise ValueError("exactly one of jwt and error must be set")
-    nats: dict[str, object] = {"jwt": jwt} if jwt else {"error": error}
+    # Written directly, as go_json would: two of these per request.
+    nats = (
+        f'{{"jwt":{_go_json_text(jwt)}' if jwt else f'{{"error":{_go_json_text(error)}'
+    )
     if issuer_account:
-        nats["issuer_account"] = issuer_account
-    nats["type"] = "authorization_response"
-    nats["version"] = 2
+        nats += f',"issuer_account":{_go_json_text(issuer_account)}'
+    nats += ',"type":"authorization_response","version":2}'
     return _sign(nats, signer, now=now, sub=request.user_nkey, aud=request.server.id)
 
 
@@ -261,7 +283,8 @@ def encode_operator_jwt(claims: OperatorClaims, signer: KeyPair, *, now: int) ->
         nats["system_account"] = claims.system_account
     nats["type"] = "operator"
     nats["version"] = 2
-    return _sign(nats, signer, now=now, sub=claims.subject, name=claims.name)
+    nats_json = _go_json_text(nats)
+    return _sign(nats_json, signer, now=now, sub=claims.subject, name=claims.name)
 
 
 def encode_account_jwt(claims: AccountClaims, signer: KeyPair, *, now: int) -> str:
@@ -300,44 +323,8 @@ def encode_account_jwt(claims: AccountClaims, signer: KeyPair, *, now: int) -> s
         nats["authorization"] = section
     nats["type"] = "account"
     nats["version"] = 2
-    return _sign(nats, signer, now=now, sub=claims.subject, name=claims.name)
-
-
-_CREDS = """-----BEGIN NATS USER JWT-----
-{jwt}
-------END NATS USER JWT------
-
-************************* IMPORTANT *************************
-NKEY Seed printed below can be used to sign and prove identity.
-NKEYs are sensitive and should be treated as secrets.
-
------BEGIN USER NKEY SEED-----
-{seed}
-------END USER NKEY SEED------
-
-*************************************************************
-"""
-_CREDS_BLOCK = re.compile(
-    r"\s*(?:-{3,}[^\n]*-{3,}\r?\n)([\w\-.=]+)\s*(?:-{3,}[^\n]*-{3,})"
-)
-
-
-def format_creds(user_jwt: str, user: KeyPair) -> str:
-    """A creds file as nsc writes it: the user JWT and the user's seed."""
-    return _CREDS.format(jwt=user_jwt, seed=user.export_seed())
-
-
-def parse_creds(text: str) -> tuple[str, KeyPair]:
-    """
-    Read a creds file: the user JWT and the user key pair.
-
-    Raises:
-        KeyFormatError: No JWT or seed block, or the seed is not a user seed.
-    """
-    blocks = _CREDS_BLOCK.findall(text)
-    if len(blocks) < 2:  # noqa: PLR2004
-        raise KeyFormatError("creds file needs a JWT block and a seed block")
-    return blocks[0], KeyPair.from_seed(blocks[1], Prefix.USER)
+    nats_json = _go_json_text(nats)
+    return _sign(nats_json, signer, now=now, sub=claims.subject, name=claims.name)
 
 
 # --- decoding -------------------------------------------------------------------
@@ -364,12 +351,8 @@ def decode_jwt(token: str | bytes, *prefixes: Prefix) -> dict[str, Any]:
     parts = raw.split(b".")
     if len(parts) != 3:  # noqa: PLR2004
         raise MalformedRequest(f"expected 3 dot-separated segments, got {len(parts)}")
-    header = _json_object(b64decode(parts[0]), "header")
-    typ, alg = header.get("typ"), header.get("alg")
-    if not isinstance(typ, str) or typ.upper() != "JWT":
-        raise MalformedRequest("header typ is not JWT")
-    if not isinstance(alg, str) or alg.lower() != "ed25519-nkey":
-        raise MalformedRequest("header alg is not ed25519-nkey")
+    if parts[0] != _HEADER_BYTES:  # Go's own header passes these checks: skip them
+        _check_header(parts[0])
     payload = _json_object(b64decode(parts[1]), "payload")
     signature = b64decode(parts[2])
     nats = payload.get("nats")
@@ -390,9 +373,22 @@ def decode_jwt(token: str | bytes, *prefixes: Prefix) -> dict[str, Any]:
     return payload
 
 
+def _check_header(segment: bytes) -> None:
+    header = _json_object(b64decode(segment), "header")
+    typ, alg = header.get("typ"), header.get("alg")
+    if not isinstance(typ, str) or typ.upper() != "JWT":
+        raise MalformedRequest("header typ is not JWT")
+    if not isinstance(alg, str) or alg.lower() != "ed25519-nkey":
+        raise MalformedRequest("header alg is not ed25519-nkey")
+
+
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        # json.loads(bytes) first guesses the encoding; text starting '{"' is UTF-8.
+        if raw.startswith(b'{"'):
+            value = _DECODER.decode(raw.decode("utf-8", "surrogatepass"))
+        else:
+            value = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise MalformedRequest(f"{what} is not JSON") from exc
     if not isinstance(value, dict):
@@ -540,7 +536,7 @@ def _server_info(value: object) -> ServerInfo:
     if xkey is not None:
         xkey = _str(xkey, "server_id.xkey")
         try:
-            decode_public(xkey, Prefix.CURVE)
+            check_curve_public(xkey)
         except KeyFormatError as exc:
             raise MalformedRequest(f"server_id.xkey: {exc}") from None
     return ServerInfo(

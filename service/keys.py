@@ -7,17 +7,18 @@ strkey.go, crc16.go; docs/protocol.md section 1). Tests check it against the
 `nkeys` package for the prefixes that package knows.
 
 Seeds are held as private bytes and never appear in repr() or str(); the only
-way out is the explicit `export_seed()`.
+way out is the explicit `export_seed()` (and `format_creds`, which writes one).
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import enum
 import functools
 import os
+import re
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.public
 import nacl.signing
@@ -43,6 +44,8 @@ class Prefix(enum.IntEnum):
 
 
 _PUBLIC_PREFIXES = frozenset(Prefix) - {Prefix.SEED, Prefix.PRIVATE}
+# A dict lookup is cheaper than Prefix(byte), and decode_public is per request.
+_PREFIX_OF_BYTE = {int(prefix): prefix for prefix in Prefix}
 
 
 def crc16(data: bytes) -> int:
@@ -50,17 +53,67 @@ def crc16(data: bytes) -> int:
     return binascii.crc_hqx(data, 0)
 
 
-def _b32encode(raw: bytes) -> str:
-    return base64.b32encode(raw).decode("ascii").rstrip("=")
+# Base32 (RFC 4648 alphabet, no padding) on int arithmetic: CPython 3.11's
+# base64.b32encode/b32decode are pure Python loops (several µs a call), and a
+# request needs one decode (user_nkey) and two encodes (the jti digests).
+_B32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+# int(text, 32) reads the digits 0-9a-v: map our alphabet onto those.
+_B32_TO_INT_DIGITS = str.maketrans(_B32_ALPHABET, "0123456789abcdefghijklmnopqrstuv")
+# int() would also take '_', whitespace, a sign and lower case: allow only these.
+_B32_TEXT = re.compile("[A-Z2-7]*")
+# Lengths mod 8 that no whole number of bytes encodes to (b32decode refuses them).
+_B32_BAD_LENGTHS = frozenset({1, 3, 6})
+# Encoding works on blocks of 40 bytes = 64 characters of 5 bits. Each step
+# splits every run of n packed 5-bit groups in two and moves the upper half up
+# by 3 bits a group (an and, an or and a shift over the whole int), so six
+# steps leave one group per byte; bytes.translate then spells them.
+_B32_BLOCK = 40
 
 
-def _b32decode(text: str) -> bytes:
-    if "=" in text:  # nkeys text is unpadded (Go: base32 NoPadding)
+def _b32_spread_steps() -> tuple[tuple[int, int, int], ...]:
+    steps = []
+    for half in (32, 16, 8, 4, 2, 1):  # groups in each half of a run
+        # A run of 2*half groups starts every 16*half bits (its final width).
+        lower = sum(
+            ((1 << (half * 5)) - 1) << start for start in range(0, 512, 16 * half)
+        )
+        steps.append((lower, lower << (half * 5), half * 3))  # keep, move, by
+    return tuple(steps)
+
+
+_B32_SPREAD = _b32_spread_steps()
+_B32_OF_5_BITS = bytes.maketrans(bytes(range(32)), _B32_ALPHABET.encode())
+
+
+def b32encode(raw: bytes) -> str:
+    """Base32, standard alphabet, no padding (Go StdEncoding.WithPadding(NoPadding))."""
+    if len(raw) > _B32_BLOCK:  # keys and digests never are; 40 bytes = 64 chars
+        blocks = range(0, len(raw), _B32_BLOCK)
+        return "".join(b32encode(raw[i : i + _B32_BLOCK]) for i in blocks)
+    # Left-aligned in the block: a short one ends in zero bits, cut off below.
+    value = int.from_bytes(raw, "big") << (8 * (_B32_BLOCK - len(raw)))
+    for lower, upper, shift in _B32_SPREAD:
+        value = (value & lower) | ((value & upper) << shift)
+    text = value.to_bytes(64, "big").translate(_B32_OF_5_BITS).decode("ascii")
+    return text[: (len(raw) * 8 + 4) // 5]
+
+
+def b32decode(text: str) -> bytes:
+    """
+    Strict unpadded base32, as base64.b32decode reads it once padding is added.
+
+    Raises:
+        KeyFormatError: '=' padding, a character outside A-Z2-7, or a length no
+            whole number of bytes has.
+    """
+    if _B32_TEXT.fullmatch(text) is None or len(text) % 8 in _B32_BAD_LENGTHS:
         raise KeyFormatError("not base32 text")
-    try:
-        return base64.b32decode(text + "=" * (-len(text) % 8))
-    except (binascii.Error, ValueError) as exc:
-        raise KeyFormatError("not base32 text") from exc
+    if not text:
+        return b""
+    size = len(text) * 5 // 8
+    # The last char's spare low bits are dropped unchecked, as base64.b32decode does.
+    value = int(text.translate(_B32_TO_INT_DIGITS), 32) >> (len(text) * 5 - size * 8)
+    return value.to_bytes(size, "big")
 
 
 def _with_crc(raw: bytes) -> bytes:
@@ -78,7 +131,7 @@ def encode_public(prefix: Prefix, raw: bytes) -> str:
     """Encode a 32-byte public key as nkey text (56 chars)."""
     if prefix not in _PUBLIC_PREFIXES or len(raw) != 32:  # noqa: PLR2004
         raise KeyFormatError(f"cannot encode a {prefix.name} public key")
-    return _b32encode(_with_crc(bytes([prefix]) + raw))
+    return b32encode(_with_crc(bytes([prefix]) + raw))
 
 
 def decode_public(text: str, *expected: Prefix) -> tuple[Prefix, bytes]:
@@ -97,11 +150,10 @@ def decode_public(text: str, *expected: Prefix) -> tuple[Prefix, bytes]:
     """
     if len(text) != 56:  # noqa: PLR2004
         raise KeyFormatError("a public nkey is 56 characters")
-    body = _check_crc(_b32decode(text))
-    try:
-        prefix = Prefix(body[0])
-    except ValueError:
-        raise KeyFormatError(f"unknown prefix {text[0]!r}") from None
+    body = _check_crc(b32decode(text))
+    prefix = _PREFIX_OF_BYTE.get(body[0])
+    if prefix is None:
+        raise KeyFormatError(f"unknown prefix {text[0]!r}")
     if prefix not in _PUBLIC_PREFIXES or (expected and prefix not in expected):
         wanted = ", ".join(p.name.lower() for p in expected) or "public key"
         raise KeyFormatError(f"expected {wanted}, got {prefix.name.lower()} key")
@@ -123,7 +175,7 @@ def encode_seed(prefix: Prefix, raw: bytes) -> str:
         raise KeyFormatError(f"cannot encode a {prefix.name} seed")
     b1 = Prefix.SEED | (prefix >> 5)
     b2 = (prefix & 31) << 3
-    return _b32encode(_with_crc(bytes([b1, b2]) + raw))
+    return b32encode(_with_crc(bytes([b1, b2]) + raw))
 
 
 def decode_seed(text: str | bytes, *expected: Prefix) -> tuple[Prefix, bytes]:
@@ -141,7 +193,7 @@ def decode_seed(text: str | bytes, *expected: Prefix) -> tuple[Prefix, bytes]:
     text = text.strip()
     if len(text) != 58:  # noqa: PLR2004
         raise KeyFormatError("a seed is 58 characters")
-    body = _check_crc(_b32decode(text))
+    body = _check_crc(b32decode(text))
     if body[0] & 0xF8 != Prefix.SEED:
         raise KeyFormatError("not a seed")
     try:
@@ -165,7 +217,7 @@ def _loads_seed(
 class KeyPair:
     """An Ed25519 nkey pair (operator, account, user, server, cluster)."""
 
-    __slots__ = ("_prefix", "_public", "_signing")
+    __slots__ = ("_prefix", "_public", "_secret", "_signing")
 
     def __init__(self, prefix: Prefix, raw_seed: bytes) -> None:
         if prefix == Prefix.CURVE:
@@ -173,6 +225,9 @@ class KeyPair:
         self._prefix = prefix
         self._signing = nacl.signing.SigningKey(raw_seed)
         self._public = encode_public(prefix, bytes(self._signing.verify_key))
+        # libsodium's 64-byte secret key, for crypto_sign without SigningKey.sign's
+        # SignedMessage copies (~2 µs of each of the two signs per request).
+        self._secret = nacl.bindings.crypto_sign_seed_keypair(raw_seed)[1]
 
     @classmethod
     def from_seed(cls, seed: str | bytes, *expected: Prefix) -> KeyPair:
@@ -198,7 +253,8 @@ class KeyPair:
 
     def sign(self, data: bytes) -> bytes:
         """The 64-byte Ed25519 signature of `data`."""
-        return self._signing.sign(data).signature
+        signed = nacl.bindings.crypto_sign(data, self._secret)  # signature + data
+        return signed[: nacl.bindings.crypto_sign_BYTES]
 
     def __repr__(self) -> str:
         return f"KeyPair({self._public!r})"
@@ -251,6 +307,16 @@ def _curve_public(public_key: str) -> nacl.public.PublicKey:
     return nacl.public.PublicKey(raw)
 
 
+def check_curve_public(public_key: str) -> None:
+    """
+    Check curve public-key text (cached: a server's xkey lives as long as it).
+
+    Raises:
+        KeyFormatError: Not a valid curve (`X…`) public nkey.
+    """
+    _curve_public(public_key)
+
+
 class CurveKeyPair:
     """
     An X25519 curve key pair (`X…`/`SX…`) for xkv1 sealing.
@@ -281,15 +347,14 @@ class CurveKeyPair:
         """The seed text. Only for writing key files; never log it."""
         return encode_seed(Prefix.CURVE, bytes(self._private))
 
-    def _box(self, peer: str) -> nacl.public.Box:
-        # A Box precomputes the shared key (crypto_box_beforenm); the server's
-        # xkey is the same for its whole life, so reuse it.
-        return _box_for(self, peer)
-
     def seal(self, plaintext: bytes, peer: str, nonce: bytes | None = None) -> bytes:
         """xkv1-seal `plaintext` for the holder of curve public key `peer`."""
-        sealed = self._box(peer).encrypt(plaintext, nonce or os.urandom(_NONCE_LEN))
-        return XKEY_VERSION + bytes(sealed)
+        nonce = nonce or os.urandom(_NONCE_LEN)
+        # Box.encrypt's bytes, without its EncryptedMessage copies.
+        sealed = nacl.bindings.crypto_box_easy_afternm(
+            plaintext, nonce, _shared_key(self, peer)
+        )
+        return XKEY_VERSION + nonce + sealed
 
     def open(self, data: bytes, peer: str) -> bytes:
         """
@@ -306,7 +371,9 @@ class CurveKeyPair:
             raise DecryptionFailed("sealed message does not start with 'xkv1'")
         nonce = data[len(XKEY_VERSION) : _SEALED_HEADER]
         try:
-            return self._box(peer).decrypt(data[_SEALED_HEADER:], nonce)
+            return nacl.bindings.crypto_box_open_easy_afternm(
+                data[_SEALED_HEADER:], nonce, _shared_key(self, peer)
+            )
         except nacl.exceptions.CryptoError as exc:
             raise DecryptionFailed(
                 "sealed message does not open with our xkey"
@@ -319,5 +386,47 @@ class CurveKeyPair:
 
 
 @functools.lru_cache(maxsize=256)
-def _box_for(own: CurveKeyPair, peer: str) -> nacl.public.Box:
-    return nacl.public.Box(own._private, _curve_public(peer))  # noqa: SLF001
+def _shared_key(own: CurveKeyPair, peer: str) -> bytes:
+    # crypto_box_beforenm once per peer: the server's xkey is the same for its
+    # whole life.
+    return nacl.public.Box(own._private, _curve_public(peer)).shared_key()  # noqa: SLF001
+
+
+# --- creds files --------------------------------------------------------------
+# A user JWT and its user seed (nsc's layout); codec re-exports both functions.
+
+_CREDS = """-----BEGIN NATS USER JWT-----
+{jwt}
+------END NATS USER JWT------
+
+************************* IMPORTANT *************************
+NKEY Seed printed below can be used to sign and prove identity.
+NKEYs are sensitive and should be treated as secrets.
+
+-----BEGIN USER NKEY SEED-----
+{seed}
+------END USER NKEY SEED------
+
+*************************************************************
+"""
+_CREDS_BLOCK = re.compile(
+    r"\s*(?:-{3,}[^\n]*-{3,}\r?\n)([\w\-.=]+)\s*(?:-{3,}[^\n]*-{3,})"
+)
+
+
+def format_creds(user_jwt: str, user: KeyPair) -> str:
+    """A creds file as nsc writes it: the user JWT and the user's seed."""
+    return _CREDS.format(jwt=user_jwt, seed=user.export_seed())
+
+
+def parse_creds(text: str) -> tuple[str, KeyPair]:
+    """
+    Read a creds file: the user JWT and the user key pair.
+
+    Raises:
+        KeyFormatError: No JWT or seed block, or the seed is not a user seed.
+    """
+    blocks = _CREDS_BLOCK.findall(text)
+    if len(blocks) < 2:  # noqa: PLR2004
+        raise KeyFormatError("creds file needs a JWT block and a seed block")
+    return blocks[0], KeyPair.from_seed(blocks[1], Prefix.USER)

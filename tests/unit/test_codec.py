@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.claims import (
     EXPECTED_AUDIENCE,
@@ -15,11 +17,15 @@ from service.claims import (
     AccountClaims,
     AccountKey,
     AuthRequest,
+    ClientInfo,
     ClientTLS,
+    ConnectOpts,
     ExternalAuthorization,
     OperatorClaims,
     Permission,
     ResponsePermission,
+    ServerId,
+    ServerInfo,
     TimeRange,
     UserClaims,
     UserNKey,
@@ -40,6 +46,7 @@ from service.codec import (
     go_json,
     parse_creds,
     seal_response,
+    user_nats_object,
 )
 from service.errors import (
     BadSignature,
@@ -1453,3 +1460,96 @@ def test_response_signed_by_issuer_verifies_with_keys_verify(
     signing_input, signature = token.rsplit(b".", 1)
 
     assert verify(ISSUER_PUBLIC, signing_input, b64decode(signature))
+
+
+# --- the string-built payload equals the dict-built one ----------------------------
+
+# Free text as Go would have to escape it: HTML characters, U+2028/9, quotes,
+# controls and raw non-ASCII.
+TEXT = st.text(alphabet=st.sampled_from('ab <>&"\\\n\x01é\u2028\u2029日'), max_size=12)
+
+
+def _dict_payload(
+    nats: dict[str, object], *, sub: str, aud: str = "", exp: int = 0, name: str = ""
+) -> bytes:
+    """The payload as go_json of the Go-ordered claims dict (the reference).
+
+    Signed by ISSUER_SEED at NOW.
+    """
+    data: dict[str, object] = {"aud": aud, "exp": exp, "iat": NOW, "iss": ISSUER_PUBLIC}
+    data |= {"name": name, "sub": sub}
+    data = {k: v for k, v in data.items() if v or k == "sub"}  # omitempty
+    head = {k: data[k] for k in ("aud", "exp") if k in data}
+    rest = {k: v for k, v in data.items() if k not in head}
+    return go_json(head | {"jti": compute_jti(data)} | rest | {"nats": nats})
+
+
+@settings(max_examples=200, deadline=None)
+@given(sub=TEXT, aud=TEXT, name=TEXT, exp=st.sampled_from([0, 1, 1700003600]))
+def test_user_jwt_payload_is_go_json_of_the_claims(
+    sub: str, aud: str, name: str, exp: int
+) -> None:
+    """encode_user_jwt's payload (and so its jti) is go_json of the claims dict."""
+    issuer = KeyPair.from_seed(ISSUER_SEED)
+    claims = UserClaims(
+        subject=UserNKey(sub), audience=aud, name=name, expires=exp, tags=("T",)
+    )
+
+    token = encode_user_jwt(claims, issuer, now=NOW)
+
+    nats = user_nats_object(claims)
+    expected = _dict_payload(nats, sub=sub, aud=aud, exp=exp, name=name)
+    assert expected == _payload_of(token)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reason=TEXT, account=TEXT, with_jwt=st.booleans())
+def test_response_payload_is_go_json_of_the_claims(
+    reason: str,
+    account: str,
+    with_jwt: bool,  # noqa: FBT001
+) -> None:
+    """encode_response writes nats by hand: the bytes go_json of a dict gives."""
+    issuer = KeyPair.from_seed(ISSUER_SEED)
+    request = AuthRequest(
+        server=ServerInfo(id=ServerId("N<&>")),
+        user_nkey=UserNKey(USER_PUBLIC),
+        client_info=ClientInfo(),
+        connect_opts=ConnectOpts(),
+    )
+    value = "j" + reason if with_jwt else "e" + reason
+    kind = "jwt" if with_jwt else "error"
+
+    token = encode_response(
+        request, issuer, now=NOW, issuer_account=account, **{kind: value}
+    )
+
+    nats: dict[str, object] = {kind: value}
+    nats |= {"issuer_account": account} if account else {}
+    nats |= {"type": "authorization_response", "version": 2}
+    expected = _dict_payload(nats, sub=USER_PUBLIC, aud="N<&>")
+    assert expected == _payload_of(token)
+
+
+def test_a_header_other_than_gos_is_still_checked(env: Env) -> None:
+    """Only Go's exact header skips the checks: same JSON, other spacing, is read."""
+    spaced = b64encode(b'{"typ": "JWT", "alg": "ed25519-nkey"}')
+    wrong = b64encode(b'{"typ": "JWT", "alg": "ed25519"}')
+
+    request = decode_request(env.sign(env.claims(), header=spaced), now=NOW)
+
+    assert env.server.id == request.server.id
+    with pytest.raises(MalformedRequest, match="alg"):
+        decode_request(env.sign(env.claims(), header=wrong), now=NOW)
+
+
+def test_payload_json_not_starting_with_a_key_is_read_as_json_loads_does(
+    env: Env,
+) -> None:
+    """Leading whitespace takes json.loads' path and still decodes."""
+    signing_input = f"{HEADER}.{b64encode(b' ' + go_json(env.claims()))}".encode()
+    signature = b64encode(env.server.key.sign(signing_input)).encode()
+
+    request = decode_request(signing_input + b"." + signature, now=NOW)
+
+    assert env.server.id == request.server.id

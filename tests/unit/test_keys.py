@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
+import nacl.signing
 import nkeys
 import pytest
 from hypothesis import given, settings
@@ -16,6 +17,9 @@ from service.keys import (
     CurveKeyPair,
     KeyPair,
     Prefix,
+    b32decode,
+    b32encode,
+    check_curve_public,
     crc16,
     decode_public,
     decode_seed,
@@ -586,3 +590,92 @@ def test_open_with_a_non_curve_peer_raises_key_format_error(
     """The peer must be an X key; an account key is a KeyFormatError."""
     with pytest.raises(KeyFormatError):
         service_xkey.open(bytes.fromhex(XKV1_HELLO_HEX), ACCOUNT_PUBLIC)
+
+
+# --- base32 (the fast codec behind nkey text and jti) -----------------------------
+
+# RFC 4648 section 10, without the '=' padding
+RFC4648_BASE32 = [
+    (b"", ""),
+    (b"f", "MY"),
+    (b"fo", "MZXQ"),
+    (b"foo", "MZXW6"),
+    (b"foob", "MZXW6YQ"),
+    (b"fooba", "MZXW6YTB"),
+    (b"foobar", "MZXW6YTBOI"),
+]
+B32_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+@pytest.mark.parametrize(("raw", "text"), RFC4648_BASE32)
+def test_b32encode_gives_the_rfc4648_vectors(raw: bytes, text: str) -> None:
+    """b32encode is RFC 4648 base32 with the padding left off."""
+    assert text == b32encode(raw)
+    assert raw == b32decode(text)
+
+
+def test_b32encode_of_the_vector_keys_is_their_text() -> None:
+    """The documented public key is b32encode of its decoded bytes."""
+    assert ACCOUNT_PUBLIC == b32encode(b32decode(ACCOUNT_PUBLIC))
+    assert USER_SEED == b32encode(b32decode(USER_SEED))
+
+
+@given(raw=st.binary(max_size=200))
+def test_b32encode_matches_base64_b32encode(raw: bytes) -> None:
+    """Any length, including several 40-byte blocks, gives base64's text."""
+    expected = base64.b32encode(raw).decode().rstrip("=")
+
+    assert expected == b32encode(raw)
+    assert raw == b32decode(expected)
+
+
+@given(text=st.text(alphabet=B32_CHARS + "=a_ -+\n\u00e9", max_size=70))
+def test_b32decode_agrees_with_base64_b32decode(text: str) -> None:
+    """Same bytes as base64.b32decode on padded text; what it refuses is an error."""
+    try:
+        expected: bytes | None = base64.b32decode(text + "=" * (-len(text) % 8))
+    except ValueError:  # binascii.Error and non-ASCII
+        expected = None
+    if "=" in text:  # unpadded only, as Go's NoPadding reads it
+        expected = None
+
+    if expected is None:
+        with pytest.raises(KeyFormatError, match="not base32 text"):
+            b32decode(text)
+    else:
+        assert expected == b32decode(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["MY======", "MY=", "my", "M_Y", " MY", "MY\n", "+MY", "-MY", "M Y", "MÝ", "M"],
+)
+def test_b32decode_refuses_what_int_would_accept(text: str) -> None:
+    """Padding, lower case, '_', whitespace, signs, non-ASCII, impossible lengths."""
+    with pytest.raises(KeyFormatError, match="not base32 text"):
+        b32decode(text)
+
+
+def test_public_key_with_lower_case_text_is_refused() -> None:
+    """nkey text is upper case, as Go's base32 decoder insists."""
+    with pytest.raises(KeyFormatError, match="not base32 text"):
+        decode_public(ACCOUNT_PUBLIC.lower())
+
+
+def test_check_curve_public_accepts_only_curve_keys() -> None:
+    """An X key passes; an account key or junk is a KeyFormatError."""
+    check_curve_public(SERVICE_XKEY_PUBLIC)
+    with pytest.raises(KeyFormatError, match="expected curve"):
+        check_curve_public(ACCOUNT_PUBLIC)
+    with pytest.raises(KeyFormatError):
+        check_curve_public("X" * 56)
+
+
+@pytest.mark.parametrize("message", [b"", b"hello", bytes(range(256)) * 5])
+def test_sign_gives_pynacl_signing_key_signatures(message: bytes) -> None:
+    """KeyPair.sign (raw crypto_sign) equals SigningKey.sign's signature."""
+    key = KeyPair.from_seed(ACCOUNT_SEED)
+    raw_seed = decode_seed(ACCOUNT_SEED)[1]
+
+    expected = nacl.signing.SigningKey(raw_seed).sign(message).signature
+    assert expected == key.sign(message)
