@@ -170,10 +170,13 @@ def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
     )
     if settings.mode == "config" and "$G" in policy.accounts:
         out.append("policy places users in $G, where the callout service itself runs")
-    out.extend(
-        f"{url} is not loopback and not TLS: the service login travels in clear"
-        for url in cleartext_urls(settings)
-    )
+    if settings.nats_user is not None:
+        # nkey and creds logins sign a nonce; only a password is sent as is
+        out.extend(
+            f"{url} is not loopback and not TLS: the service's password travels "
+            "in clear"
+            for url in cleartext_urls(settings)
+        )
     if settings.xkey_seed is None and settings.xkey_seed_file is None:
         out.append(
             "no CALLOUT_XKEY_SEED: requests (with client passwords) are not encrypted"

@@ -385,7 +385,7 @@ async def test_anonymous_is_off_unless_configured(tmp_path: Path) -> None:
         assert service.stop() == 0
         server.stop()
 
-    assert info["permissions"]["subscribe"]["allow"] == ["public.>", "_INBOX.>"]
+    assert sorted(info["permissions"]["subscribe"]["allow"]) == ["_INBOX.>", "public.>"]
 
 
 async def test_xkey_encrypted_requests_are_answered(tmp_path: Path) -> None:

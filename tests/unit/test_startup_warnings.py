@@ -1,0 +1,38 @@
+"""Startup warnings: setups that work but quietly weaken security."""
+
+from __future__ import annotations
+
+from service.cli import startup_warnings
+from service.config import Settings
+from service.policy import parse_policy
+
+POLICY = parse_policy(
+    """version: 1
+accounts: {APP: {}, SYS: {}}
+defaults: {account: APP}
+users:
+  - name: auth
+    password: "$2b$04$abcdefghijklmnopqrstuuJ0ZbbdJ5m8tOVmUd9U9dk.c5CpJ0yXm"
+"""
+)
+
+
+def test_warns_about_bypass_system_account_cleartext_and_no_xkey() -> None:
+    """Each weak spot of this setup gets its own warning."""
+    settings = Settings(nats_user="auth", nats_url="nats://nats.example:4222")
+
+    warnings = "\n".join(startup_warnings(settings, POLICY))
+
+    assert "bypasses the callout" in warnings
+    assert "'SYS'" in warnings
+    assert "password travels in clear" in warnings
+    assert "not encrypted" in warnings
+
+
+def test_nkey_login_over_plain_url_is_not_called_cleartext() -> None:
+    """An nkey login signs a nonce; only password logins get the cleartext warning."""
+    settings = Settings(nats_url="nats://nats.example:4222", xkey_seed="x")
+
+    warnings = startup_warnings(settings, POLICY)
+
+    assert not any("clear" in w for w in warnings)
