@@ -23,16 +23,11 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from service import codec
+from service import codec, scaffold
 from service.claims import (
-    AccountClaims,
-    AccountKey,
     AuthRequest,
-    ExternalAuthorization,
-    OperatorClaims,
     Permission,
     UserClaims,
-    UserNKey,
 )
 from service.keys import CurveKeyPair, KeyPair, Prefix
 from tests.integration.responder import Responder
@@ -106,67 +101,23 @@ class OperatorSetup:
 
 def build_setup(tmp_path: Path, *, xkey: CurveKeyPair | None) -> OperatorSetup:
     """Operator, accounts, service creds and sentinel, all encoded by codec."""
-    now = int(time.time())
-    operator = KeyPair.create(Prefix.OPERATOR)
-    sys_acc, auth, app, other, app_sk = (
-        KeyPair.create(Prefix.ACCOUNT) for _ in range(5)
-    )
-    service_user, sentinel_user = (KeyPair.create(Prefix.USER) for _ in range(2))
-
-    operator_jwt = codec.encode_operator_jwt(
-        OperatorClaims(
-            subject=operator.public_key, name="OP", system_account=sys_acc.public_key
-        ),
-        operator,
-        now=now,
-    )
-    accounts = {
-        sys_acc: AccountClaims(subject=AccountKey(sys_acc.public_key), name="SYS"),
-        auth: AccountClaims(
-            subject=AccountKey(auth.public_key),
-            name="AUTH",
-            authorization=ExternalAuthorization(
-                auth_users=(service_user.public_key,),
-                allowed_accounts=(app.public_key,),
-                xkey="" if xkey is None else xkey.public_key,
-            ),
-        ),
-        app: AccountClaims(
-            subject=AccountKey(app.public_key),
-            name="APP",
-            signing_keys=(app_sk.public_key,),
-        ),
-        other: AccountClaims(subject=AccountKey(other.public_key), name="OTHER"),
-    }
-    preload = {
-        key.public_key: codec.encode_account_jwt(claims, operator, now=now)
-        for key, claims in accounts.items()
-    }
-    service_jwt = codec.encode_user_jwt(
-        UserClaims(subject=UserNKey(service_user.public_key), name="auth-service"),
-        auth,
-        now=now,
+    other = KeyPair.create(Prefix.ACCOUNT)
+    setup = scaffold.OperatorSetup(
+        xkey="" if xkey is None else xkey.public_key, extra={"OTHER": other}
     )
     creds = tmp_path / "auth-service.creds"
-    creds.write_text(codec.format_creds(service_jwt, service_user), encoding="utf-8")
-    sentinel_jwt = codec.encode_user_jwt(
-        UserClaims(
-            subject=UserNKey(sentinel_user.public_key),
-            name="sentinel",
-            bearer_token=True,
-            pub=Permission(deny=(">",)),
-            sub=Permission(deny=(">",)),
-        ),
-        auth,
-        now=now,
+    creds.write_text(
+        codec.format_creds(setup.service_jwt, setup.service_user), encoding="utf-8"
     )
     body = operator_mode_body(
-        operator_jwt=operator_jwt,
-        system_account=sys_acc.public_key,
-        preload=preload,
-        default_sentinel=sentinel_jwt,
+        operator_jwt=setup.operator_jwt,
+        system_account=setup.system.public_key,
+        preload=setup.preload,
+        default_sentinel=setup.sentinel_jwt,
     )
-    return OperatorSetup(body, auth, app, app_sk, other, creds, sentinel_jwt)
+    return OperatorSetup(
+        body, setup.auth, setup.app, setup.app_signing, other, creds, setup.sentinel_jwt
+    )
 
 
 @pytest.fixture(name="encryption", params=["plain", "xkey"])
