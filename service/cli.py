@@ -22,6 +22,7 @@ from service import __version__
 from service.claims import (
     AuthRequest,
     ClientInfo,
+    ClientTLS,
     ConnectOpts,
     ServerId,
     ServerInfo,
@@ -43,6 +44,7 @@ from service.secretcache import bcrypt_check
 from service.signers import AccountSigner, build_signers
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXPLAIN_JWKS_WAIT = 5.0  # seconds: a dry run has no auth deadline
 _TYPES = ("nats", "websocket", "mqtt", "leafnode")
 
 
@@ -65,7 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("policy", type=Path)
     explain.add_argument("--user", default="")
     explain.add_argument("--password", default="")
-    explain.add_argument("--token", default="")
+    explain.add_argument(
+        "--token", default="", help="a bearer token: a JWT for identity_providers"
+    )
+    explain.add_argument(
+        "--cert",
+        type=Path,
+        metavar="PEM_FILE",
+        help="client certificate, taken as verified by the server (mTLS)",
+    )
     explain.add_argument(
         "--nkey", default="", help="public user nkey (signature assumed)"
     )
@@ -199,9 +209,19 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def explain_request(args: argparse.Namespace) -> AuthRequest:
-    """The request the server would send for a client with these options."""
+    """
+    The request the server would send for a client with these options.
+
+    Raises:
+        OSError: `--cert` names a file that cannot be read.
+    """
     kind = "Leafnode" if args.type == "leafnode" else "Client"
+    tls = None
+    if args.cert is not None:
+        # As nats-server sends it after `verify`: the leaf as its chain.
+        tls = ClientTLS(verified_chains=((args.cert.read_text(encoding="ascii"),),))
     return AuthRequest(
+        client_tls=tls,
         server=ServerInfo(id=ServerId("NEXPLAIN")),
         user_nkey=UserNKey("UEXPLAIN"),
         client_info=ClientInfo(
@@ -227,10 +247,19 @@ def _explain(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
+    try:
+        request = explain_request(args)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"{args.cert}: cannot read: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    for provider in policy.providers:
+        # A dry run may wait for the first JWKS fetch the service does at start.
+        if provider.keys is not None:
+            provider.keys.wait_loaded(EXPLAIN_JWKS_WAIT)
     now = int(time.time())
     decision = evaluate(
         policy,
-        explain_request(args),
+        request,
         now,
         check_secret=bcrypt_check,
         verify_nkey=lambda _key, _nonce, _sig: True,

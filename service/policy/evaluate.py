@@ -1,17 +1,32 @@
 """
-The decision: (Policy, AuthRequest, now) -> Allow | Deny. Pure, no IO.
+The decision: (Policy, AuthRequest, now) -> Allow | Deny. No IO of its own.
 
-Order: identify the client from its credentials (nkey, then user/password,
-then token, then anonymous), then the checks nats-server does not do for
-callout users (protocol.md §9.10: `source_networks`, `connection_types`),
-then the grant, compiled at load time (loader.py). The bcrypt check is
-injected so the service can run it off the event loop behind a cache.
+Order: identify the client (below), then the checks nats-server does not do
+for callout users (protocol.md §9.10: `source_networks`, `connection_types`),
+then the grant, compiled at load time (loader.py) or rendered now from the
+connection (anonymous `{{user}}`, token claims). The bcrypt check is injected
+so the service can run it off the event loop behind a cache.
+
+Identity precedence: nkey, then user/password, then token, then the TLS
+client certificate, then anonymous. The first three are nats-server's own
+order. A credential the client chose to send decides alone: a wrong password
+or a bad token is denied, never retried as the certificate (no silent
+fallback to another identity); a certificate identifies clients that send no
+credential, as the transport identity under them. A bearer token that looks
+like a JWT goes to the identity providers only (the one whose issuer it
+names), an opaque one to the bcrypt token users only: a JWT is never tried
+against every bcrypt hash. A JWT sent as a password is verified when the
+user name is an identity provider's name (its `sent_as: password`).
+
+Verifying a JWT may wait, bounded by the provider's `unknown_kid_wait`, for
+a JWKS refresh on its own thread (service/jwks.py); nothing else waits.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable
@@ -19,12 +34,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
 from service import keys
+from service.policy import tokens
+from service.policy.certs import read_leaf
 from service.policy.subjects import Grant, render
 from service.secretcache import bcrypt_check
 
 if TYPE_CHECKING:
-    from service.claims import AuthRequest, ClientInfo, Permission
-    from service.policy.loader import Identity, Network, Policy, Principal
+    from service.claims import AuthRequest, ClientInfo, ClientTLS
+    from service.policy.loader import Policy
+    from service.policy.principal import Identity, Network, Principal
+    from service.policy.providers import Provider
 
 CheckSecret: TypeAlias = Callable[[str, str], bool]
 VerifyNKey: TypeAlias = Callable[[str, bytes, bytes], bool]
@@ -40,9 +59,11 @@ class Allow:
     The client may connect with this grant.
 
     Attributes:
-        expires_at: Unix seconds when the user JWT expires, 0 for never.
+        expires_at: Unix seconds when the user JWT expires, 0 for never;
+            never later than the credential's own expiry.
         identity: How the client proved who it is: "password", "token",
-            "nkey" or "anonymous".
+            "nkey", "jwt", "certificate" or "anonymous".
+        via: `jwt:<provider>` or `certificate:<subject DN>`, else None.
     """
 
     user: str
@@ -52,6 +73,7 @@ class Allow:
     connection_types: tuple[str, ...]
     source_networks: tuple[str, ...]
     identity: Identity
+    via: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +85,13 @@ class Deny:
         reason: Short code for logs (docs/design.md §6).
         user: The policy user it was identified as, if any. Names the client
             sent that match no user are not kept: they may be mistyped secrets.
+        via: The identity provider (`jwt:<name>`) or certificate subject
+            (`certificate:<DN>`) involved, when there was one; never a token.
     """
 
     reason: str
     user: str | None = None
+    via: str | None = None
 
 
 Decision: TypeAlias = Allow | Deny
@@ -94,36 +119,44 @@ def evaluate(
     Returns:
         Allow with the grant, or Deny with a reason code.
     """
-    found = _identify(policy, request, check_secret, verify_nkey)
+    found = _identify(policy, request, now, check_secret, verify_nkey)
     if isinstance(found, Deny):
         return found
+    user, via = found.name, found.via
     if found.networks and not _host_allowed(found.networks, request.client_info.host):
-        return Deny("source_not_allowed", user=found.name)
+        return Deny("source_not_allowed", user=user, via=via)
     if found.connection_types and (
         _connection_type(request.client_info) not in found.connection_types
     ):
-        return Deny("connection_type_not_allowed", user=found.name)
+        return Deny("connection_type_not_allowed", user=user, via=via)
     grant = found.grant
     if grant is None:
         # Anonymous {{user}} is the connection's own nkey: unique per client.
-        user = request.user_nkey if found.identity == "anonymous" else found.name
-        grant = render(found.rules, user=user, account=found.account)
+        name = request.user_nkey if found.identity == "anonymous" else user
+        grant = render(
+            found.rules, user=name, account=found.account, claims=found.claims
+        )
         if grant is None:
-            return Deny("unsafe_template_value", user=found.name)
+            return Deny("unsafe_template_value", user=user, via=via)
+    expires_at = now + found.expires if found.expires else 0
+    if found.not_after:
+        expires_at = min(expires_at or found.not_after, found.not_after)
     return Allow(
-        user=found.name,
+        user=user,
         account=found.account,
         grant=grant,
-        expires_at=now + found.expires if found.expires else 0,
+        expires_at=expires_at,
         connection_types=found.connection_types,
         source_networks=found.source_networks,
         identity=found.identity,
+        via=via,
     )
 
 
 def _identify(
     policy: Policy,
     request: AuthRequest,
+    now: int,
     check_secret: CheckSecret,
     verify_nkey: VerifyNKey,
 ) -> Principal | Deny:
@@ -133,15 +166,66 @@ def _identify(
         nonce = request.client_info.nonce
         return _by_nkey(policy, opts.nkey, opts.sig, nonce, verify_nkey)
     if opts.user:
+        provider = next((p for p in policy.providers if p.name == opts.user), None)
+        if provider is not None and provider.as_password:
+            return _by_jwt(policy, opts.password, now, only=provider)
         return _by_password(policy, opts.user, opts.password, check_secret)
     if opts.auth_token:
-        for candidate in policy.token_users:
-            if check_secret(candidate.credential, opts.auth_token):
-                return candidate
-        return Deny("unknown_token")
-    if policy.anonymous is None:
-        return Deny("no_credentials")
-    return policy.anonymous
+        return _by_token(policy, opts.auth_token, now, check_secret)
+    found = None
+    if policy.certificates is not None and (leaf := _verified_leaf(request.client_tls)):
+        found = _by_certificate(policy, leaf)
+    return found or policy.anonymous or Deny("no_credentials")
+
+
+def _by_token(
+    policy: Policy, token: str, now: int, check_secret: CheckSecret
+) -> Principal | Deny:
+    if policy.providers and tokens.parse(token) is not None:
+        return _by_jwt(policy, token, now)
+    for candidate in policy.token_users:
+        if check_secret(candidate.credential, token):
+            return candidate
+    return Deny("unknown_token")
+
+
+def _by_jwt(
+    policy: Policy, token: str, now: int, *, only: Provider | None = None
+) -> Principal | Deny:
+    parsed = tokens.parse(token)
+    if parsed is None:
+        return Deny("token_malformed", via=f"jwt:{only.name}" if only else None)
+    candidates = (only,) if only else [p for p in policy.providers if p.as_token]
+    provider = tokens.select(candidates, parsed)
+    if provider is None:
+        return Deny("token_bad_issuer", via=f"jwt:{only.name}" if only else None)
+    found = tokens.identify(provider, token, parsed, now)
+    if isinstance(found, tuple):
+        reason, user = found
+        return Deny(reason, user=user, via=f"jwt:{provider.name}")
+    return found
+
+
+def _verified_leaf(tls: ClientTLS | None) -> str:
+    # Only what nats-server verified: `certs` is sent exactly when nothing was.
+    if tls is None or not tls.verified_chains or not tls.verified_chains[0]:
+        return ""
+    return tls.verified_chains[0][0]
+
+
+def _by_certificate(policy: Policy, pem: str) -> Principal | Deny | None:
+    """The certificate's principal; None: unknown, and anonymous may have it."""
+    leaf = read_leaf(pem)
+    if leaf is None or policy.certificates is None:
+        found, via = None, None
+    else:
+        found, via = policy.certificates.find(leaf), f"certificate:{leaf.subject}"
+    if found is None or leaf is None:
+        # Not in the policy: like a client that sent nothing (anonymous, if any).
+        if policy.anonymous is not None:
+            return None
+        return Deny("unknown_certificate", via=via)
+    return dataclasses.replace(found, not_after=leaf.not_after, via=via)
 
 
 def _by_nkey(
@@ -206,50 +290,3 @@ def _connection_type(client: ClientInfo) -> str:
     if client.kind == "Leafnode":
         return "LEAFNODE"
     return _CONNECTION_TYPES.get(client.type, "")
-
-
-def _permission(permission: Permission) -> dict[str, list[str]]:
-    return {"allow": list(permission.allow), "deny": list(permission.deny)}
-
-
-def describe(decision: Decision) -> dict[str, object]:
-    """
-    A JSON-able view of a decision, as `explain` prints it.
-
-    Returns:
-        `decision`, `user`, `account`, `reason`, `identity`, `expires_at`,
-        `permissions` (`pub`, `sub`, `resp`; None for a denial),
-        `connection_types` and `source_networks`.
-    """
-    match decision:
-        case Allow(grant=grant):
-            resp = grant.resp
-            return {
-                "decision": "allow",
-                "user": decision.user,
-                "account": decision.account,
-                "reason": None,
-                "identity": decision.identity,
-                "expires_at": decision.expires_at,
-                "permissions": {
-                    "pub": _permission(grant.pub),
-                    "sub": _permission(grant.sub),
-                    "resp": None
-                    if resp is None
-                    else {"max": resp.max, "ttl_seconds": resp.ttl_seconds},
-                },
-                "connection_types": list(decision.connection_types),
-                "source_networks": list(decision.source_networks),
-            }
-        case Deny():
-            return {
-                "decision": "deny",
-                "user": decision.user,
-                "account": None,
-                "reason": decision.reason,
-                "identity": None,
-                "expires_at": None,
-                "permissions": None,
-                "connection_types": None,
-                "source_networks": None,
-            }

@@ -1,34 +1,29 @@
 """
 Policy file -> Policy: YAML with line numbers, every problem at once.
 
-ruamel's round-trip loader keeps the line of every key and list item;
-`_line()` walks each pydantic error's `loc` through the YAML nodes to it.
-Messages are our fixed texts: pydantic's `input` is not read, ruamel's
-snippets are not used, and neither exception is chained, so a plaintext
-secret in the file cannot reach an error. The valid document is compiled
-(grants rendered, lookup tables built) so `evaluate()` only looks things up.
+Problems are reported by yamlerrors.py as `file:line: where: message` with our
+fixed texts, and neither pydantic's nor ruamel's exception is chained, so a
+plaintext secret in the file cannot reach an error. The valid document is
+compiled (grants rendered, lookup tables built, identity providers' key
+files read) so `evaluate()` only looks things up.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import json
-import re
 import secrets
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.error import YAMLError
 
 from service.errors import PolicyError
+from service.policy.certs import CertificateIndex
 from service.policy.model import (
     Account,
     Grantee,
@@ -36,52 +31,15 @@ from service.policy.model import (
     Role,
     validate_document,
 )
-from service.policy.subjects import Grant, Rules, merge_rules, render
+from service.policy.principal import Identity, Network, Principal, networks
+from service.policy.providers import Provider, ProviderProblem, compile_provider
+from service.policy.subjects import merge_rules, render
+from service.policy.yamlerrors import line_of, message, where, yaml_problem
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
-    from pydantic_core import ErrorDetails
-
-Identity = Literal["password", "token", "nkey", "anonymous"]
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_DUPLICATE_KEY = re.compile(r'found duplicate key "([^"]*)" with value')
-# Fixed texts for pydantic's own error types; other messages pass through.
-_MESSAGES = {
-    "extra_forbidden": "unknown key",
-    "missing": "required key is missing",
-    "dict_type": "expected a mapping",
-    "model_type": "expected a mapping",
-    "tuple_type": "expected a list",
-    "string_type": "expected a string",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """
-    A user (or the anonymous client), compiled for evaluation.
-
-    Attributes:
-        credential: The bcrypt hash, or the public nkey; "" for anonymous.
-        grant: Rendered at load time; None when it depends on the connection
-            (anonymous `{{user}}`) or a template value was unsafe.
-        expires: Lifetime of the user JWT in seconds, 0 for none.
-    """
-
-    name: str
-    identity: Identity
-    credential: str
-    account: str
-    expires: int
-    rules: Rules
-    grant: Grant | None
-    connection_types: tuple[str, ...]
-    source_networks: tuple[str, ...]
-    networks: tuple[Network, ...]
+__all__ = ["Identity", "Network", "Policy", "Principal", "load_policy", "parse_policy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +55,8 @@ class Policy:
             hash but a random checksum that no secret matches, checked for
             an unknown user so that a miss costs as much as a wrong password;
             "" when there are no password users.
+        providers: The identity providers, in file order.
+        certificates: The certificate entries; None when there are none.
     """
 
     document: PolicyDocument
@@ -108,6 +68,8 @@ class Policy:
     token_users: tuple[Principal, ...]
     anonymous: Principal | None
     timing_hash: str
+    providers: tuple[Provider, ...] = ()
+    certificates: CertificateIndex | None = None
 
     @property
     def accounts(self) -> Mapping[str, Account]:
@@ -137,25 +99,30 @@ def load_policy(path: Path) -> Policy:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise PolicyError([f"{path}:{line}: not UTF-8 text"]) from None
-    return _parse(text, source=str(path), digest=hashlib.sha256(data).hexdigest())
+    digest = hashlib.sha256(data).hexdigest()
+    return _parse(text, source=str(path), digest=digest, base_dir=path.parent)
 
 
-def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
+def parse_policy(
+    text: str, *, source: str = "<policy>", base_dir: Path | None = None
+) -> Policy:
     """
     Validate and compile policy YAML given as text.
 
     Args:
         text: The YAML document.
         source: The name used in error messages.
+        base_dir: Where relative key file paths start (default: the
+            working directory; `load_policy` uses the file's directory).
 
     Raises:
         PolicyError: One `source:line: where: message` per problem.
     """
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return _parse(text, source=source, digest=digest)
+    return _parse(text, source=source, digest=digest, base_dir=base_dir or Path())
 
 
-def _parse(text: str, *, source: str, digest: str) -> Policy:
+def _parse(text: str, *, source: str, digest: str, base_dir: Path) -> Policy:
     try:
         with warnings.catch_warnings():
             # ruamel's warnings (a reused anchor, ...) print a snippet of the
@@ -163,7 +130,7 @@ def _parse(text: str, *, source: str, digest: str) -> Policy:
             warnings.simplefilter("ignore")
             root: object = YAML(typ="rt").load(text)
     except YAMLError as exc:
-        raise PolicyError([f"{source}:{_yaml_problem(exc, text)}"]) from None
+        raise PolicyError([f"{source}:{yaml_problem(exc, text)}"]) from None
     except RecursionError:
         raise PolicyError([f"{source}:1: YAML nested too deeply"]) from None
     if root is None:
@@ -172,7 +139,7 @@ def _parse(text: str, *, source: str, digest: str) -> Policy:
         document = validate_document(root)
     except ValidationError as exc:
         found = sorted(
-            (_line(root, err["loc"]), n, _where(err["loc"]), _message(err))
+            (line_of(root, err["loc"]), n, where(err["loc"]), message(err))
             for n, err in enumerate(exc.errors(include_url=False, include_input=False))
         )
         problems = [
@@ -182,65 +149,37 @@ def _parse(text: str, *, source: str, digest: str) -> Policy:
             for line, _, where, message in found
         ]
         raise PolicyError(problems) from None
-    return _compile(document, source=source, version_hash=f"sha256:{digest}")
+    try:
+        providers = tuple(
+            compile_provider(
+                spec,
+                n,
+                base_dir=base_dir,
+                roles=document.roles,
+                accounts=frozenset(document.accounts),
+                default_account=document.defaults.account,
+                default_expires=document.defaults.expires or 0,
+            )
+            for n, spec in enumerate(document.identity_providers)
+        )
+    except ProviderProblem as exc:
+        line = line_of(root, exc.loc)
+        raise PolicyError(
+            [f"{source}:{line}: {where(exc.loc)}: {exc.message}"]
+        ) from None
+    version_hash = f"sha256:{digest}"
+    return _compile(
+        document, source=source, version_hash=version_hash, providers=providers
+    )
 
 
-def _yaml_problem(exc: YAMLError, text: str) -> str:
-    if isinstance(exc, ReaderError):
-        line = text.count("\n", 0, exc.position) + 1
-        return f"{line}: invalid YAML: non-printable character"
-    mark = None
-    if isinstance(exc, MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-    line = mark.line + 1 if mark is not None else 1
-    if isinstance(exc, DuplicateKeyError):
-        # ruamel's text quotes both values: they may be secrets.
-        key = _DUPLICATE_KEY.search(str(exc.problem))
-        return f"{line}: duplicate key {key[1]!r}" if key else f"{line}: duplicate key"
-    if isinstance(exc, MarkedYAMLError):
-        return f"{line}: invalid YAML: {exc.problem or exc.context}"
-    return f"{line}: invalid YAML"
-
-
-def _line(root: object, loc: tuple[int | str, ...]) -> int:
-    """The 1-based line of the deepest YAML node `loc` reaches."""
-    node, line = root, 0
-    for part in loc:
-        try:
-            if isinstance(node, CommentedMap) and part in node:
-                line = cast("int", node.lc.key(part)[0])
-                node = node[part]
-            elif isinstance(node, CommentedSeq) and isinstance(part, int):
-                line = cast("int", node.lc.item(part)[0])
-                node = node[part]
-            else:
-                break
-        except (KeyError, IndexError, TypeError):
-            # Keys that came in through a merge (<<) have no line of their own.
-            break
-    return line + 1
-
-
-def _where(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
-            out += f".{part}" if out else part
-        else:
-            out += f"[{json.dumps(part)}]"
-    return out
-
-
-def _message(err: ErrorDetails) -> str:
-    text = _MESSAGES.get(err["type"], err["msg"])
-    return text[:1].lower() + text[1:]
-
-
-def _compile(document: PolicyDocument, *, source: str, version_hash: str) -> Policy:
+def _compile(
+    document: PolicyDocument,
+    *,
+    source: str,
+    version_hash: str,
+    providers: tuple[Provider, ...],
+) -> Policy:
     users: dict[str, Principal] = {}
     for user in document.users:
         identity: Identity = (
@@ -259,6 +198,10 @@ def _compile(document: PolicyDocument, *, source: str, version_hash: str) -> Pol
         kind: [p for p in users.values() if p.identity == kind]
         for kind in ("password", "token", "nkey")
     }
+    certificates = CertificateIndex.build(
+        (entry.match.key(), _principal(document, entry, name=entry.name))
+        for entry in document.certificates
+    )
     return Policy(
         document=document,
         source=source,
@@ -271,6 +214,8 @@ def _compile(document: PolicyDocument, *, source: str, version_hash: str) -> Pol
         timing_hash=_decoy(by_kind["password"][0].credential)
         if by_kind["password"]
         else "",
+        providers=providers,
+        certificates=certificates if certificates.entries else None,
     )
 
 
@@ -279,7 +224,7 @@ def _principal(
     grantee: Grantee,
     *,
     name: str,
-    identity: Identity,
+    identity: Identity = "certificate",
     credential: str = "",
 ) -> Principal:
     rules = merge_rules([*(document.roles[r] for r in grantee.roles), grantee])
@@ -295,7 +240,7 @@ def _principal(
         grant=None if per_connection else render(rules, user=name, account=account),
         connection_types=grantee.connection_types,
         source_networks=grantee.source_networks,
-        networks=tuple(ipaddress.ip_network(n) for n in grantee.source_networks),
+        networks=networks(grantee.source_networks),
     )
 
 

@@ -6,7 +6,8 @@ Strategy: every subject is checked once, at load time, with each template
 replaced by a placeholder token. At request time a template may only expand
 to a value that `is_safe_token` accepts (docs/design.md §5), so the result
 is still a valid subject with the same wildcards. Named users' lists are
-rendered at load time; only anonymous `{{user}}` is known per connection.
+rendered at load time; only anonymous `{{user}}` and the `{{claim.NAME}}`
+values of a bearer token (identity_providers) are known per connection.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from pydantic_core import PydanticCustomError
 from service.claims import Permission, ResponsePermission
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
-    from service.policy.model import Grantee, Role
+    from service.policy.fields import Grantee, Role
 
 TEMPLATE_VARS = ("user", "account")
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+# {{claim.NAME}}: a dotted path of plain names into the token's claims.
+_CLAIM_VAR = re.compile(r"claim\.([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)")
+_CLAIM_USE = re.compile(r"\{\{claim\.([^{}]+)\}\}")  # in normalized entries
+MAX_CLAIM_VALUE = 128  # a claim value is often the user's to choose: keep it short
 # Whitespace (str's \s is Unicode-aware) and C0/DEL control characters.
 _BLANK_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 _UNSAFE_IN_TOKEN = re.compile(r"[.*>\s\x00-\x1f\x7f]")
@@ -87,10 +92,10 @@ def subject_problem(entry: str, *, queue_allowed: bool) -> str | None:
         What is wrong, or None when the entry is valid.
     """
     for name in _TEMPLATE.findall(entry):
-        if name not in TEMPLATE_VARS:
+        if name not in TEMPLATE_VARS and not _CLAIM_VAR.fullmatch(name):
             return (
                 f"unknown template variable {{{{{name}}}}};"
-                " only {{user}} and {{account}} exist"
+                " only {{user}}, {{account}} and {{claim.NAME}} exist"
             )
     plain = _TEMPLATE.sub("x", entry)
     if "{{" in plain or "}}" in plain:
@@ -101,6 +106,11 @@ def subject_problem(entry: str, *, queue_allowed: bool) -> str | None:
     if not queue_allowed:
         return "a queue group (subject queue) is only allowed in subscribe entries"
     return _pattern_problem(subject, "subject") or _pattern_problem(queue, "queue")
+
+
+def uses_claims(entries: Iterable[str]) -> bool:
+    """Whether any entry has a `{{claim.…}}` template."""
+    return any(_CLAIM_USE.search(normalize(entry)) for entry in entries)
 
 
 def publish_problem(entry: str) -> str | None:
@@ -172,6 +182,7 @@ class Rules:
     resp: ResponsePermission | None
     uses_user: bool
     uses_account: bool
+    claim_paths: tuple[str, ...] = ()
 
 
 def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
@@ -204,6 +215,7 @@ def make_rules(
         resp=resp,
         uses_user="{{user}}" in joined,
         uses_account="{{account}}" in joined,
+        claim_paths=_dedupe(_CLAIM_USE.findall(joined)),
     )
 
 
@@ -230,9 +242,18 @@ def merge_rules(sources: Sequence[Role | Grantee]) -> Rules:
     )
 
 
-def render(rules: Rules, *, user: str, account: str) -> Grant | None:
+def render(
+    rules: Rules,
+    *,
+    user: str,
+    account: str,
+    claims: Mapping[str, str] | None = None,
+) -> Grant | None:
     """
     Substitute the templates and apply deny-wins and the safety defaults.
+
+    Args:
+        claims: `{{claim.PATH}}` values by PATH; a missing one is unsafe.
 
     Returns:
         The grant, or None when a substituted value is not one safe subject
@@ -242,12 +263,20 @@ def render(rules: Rules, *, user: str, account: str) -> Grant | None:
         rules.uses_account and not is_safe_token(account)
     ):
         return None
+    values = {"user": user, "account": account}
+    for path in rules.claim_paths:
+        value = (claims or {}).get(path, "")
+        if not is_safe_token(value) or len(value) > MAX_CLAIM_VALUE:
+            return None
+        values[f"claim.{path}"] = value
+    templated = rules.uses_user or rules.uses_account or bool(rules.claim_paths)
 
     def fill(items: tuple[str, ...]) -> tuple[str, ...]:
-        if not (rules.uses_user or rules.uses_account):
+        if not templated:
             return items
+        # One pass: a substituted value is never itself read as a template.
         return _dedupe(
-            s.replace("{{user}}", user).replace("{{account}}", account) for s in items
+            _TEMPLATE.sub(lambda m: values.get(m[1], m[0]), s) for s in items
         )
 
     pub_deny, sub_deny = fill(rules.pub_deny), fill(rules.sub_deny)

@@ -164,7 +164,7 @@ CASES = [
     pytest.param(
         user("name: a", f'password: "{HASH}"', 'subscribe: {allow: ["a.{{name}}"]}'),
         "policy.yaml:18: users[1].subscribe.allow[0]: unknown template variable"
-        " {{name}}; only {{user}} and {{account}} exist",
+        " {{name}}; only {{user}}, {{account}} and {{claim.NAME}} exist",
         id="unknown-template",
     ),
     pytest.param(

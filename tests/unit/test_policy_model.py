@@ -245,7 +245,10 @@ def test_responses_defaults_and_limits() -> None:
         (
             "x.{{who}}",
             False,
-            "unknown template variable {{who}}; only {{user}} and {{account}} exist",
+            (
+                "unknown template variable {{who}};"
+                " only {{user}}, {{account}} and {{claim.NAME}} exist"
+            ),
         ),
         ("x.{{user}", "pub", "unbalanced template braces"),
     ],
