@@ -1,23 +1,25 @@
 """
-The only NATS IO: connect, queue-subscribe, dispatch, drain, signals.
+The only NATS IO: connect, queue-subscribe, hand over, self-check, drain;
+and `serve()`, which adds signals, policy reload and the HTTP endpoint.
 
-Strategy: nats-py awaits a subscription's callback before it delivers the
-next message, so the callback only starts a task and returns. Tasks are
-bounded (`max_inflight`; beyond it a request is dropped and logged, like
-callout.go's ErrWorkerChannelFull) and the handler runs on a thread pool
-sized to the cores, so bcrypt never blocks the event loop. A reply that
-would arrive after the server's deadline is dropped, not sent late.
+nats-py awaits a subscription's callback before it delivers the next
+message, so the callback only hands the message to the `Dispatcher` (which
+starts a bounded task) and returns. Replicas share one queue group: the
+server gives each request to one of them, on any node of the cluster (seen
+on nats-server 2.15.1: not necessarily the replica on the client's node).
+
+Shutdown: UNSUB and process every message the server already sent (nats-py
+`Subscription.drain`), wait for the requests in flight up to
+`shutdown_grace`, then drain and close the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import math
+import json
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import nats
@@ -25,8 +27,13 @@ import structlog
 from nats.errors import Error as NatsError
 
 from service.claims import AUTH_SUBJECT
-from service.handler import HandlerContext, Outcome, handle
-from service.secretcache import SecretCache
+from service.dispatch import Dispatcher
+from service.errors import ConfigError
+from service.health import Health
+from service.httpapi import HttpApi
+from service.metrics import Metrics
+from service.reload import Reloader
+from service.selfcheck import Verdict, connection_findings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -36,15 +43,14 @@ if TYPE_CHECKING:
 
     from service.config import Keys, Settings
     from service.policy import Policy
+    from service.reload import Loaded
     from service.signers import AccountSigner
 
 log = structlog.get_logger("callout")
 
-_EVENTS = {
-    "allow": "callout.request_authorized",
-    "deny": "callout.request_rejected",
-    "abort": "callout.request_aborted",
-}
+_USER_INFO = "$SYS.REQ.USER.INFO"
+_ACCOUNT_CONNZ = "$SYS.REQ.ACCOUNT.PING.CONNZ"  # this account's connections
+_ERROR_LOG_EVERY = 5.0
 
 
 class Worker:
@@ -56,25 +62,33 @@ class Worker:
         keys: Keys,
         policy: Policy,
         signers: Mapping[str, AccountSigner],
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
-        self.secret_cache = SecretCache()
-        self._ctx = HandlerContext(
-            issuer=keys.issuer,
-            xkey=keys.xkey,
-            policy=policy,
-            check_secret=self.secret_cache,
-            signers=signers,
-            issuer_account=settings.issuer_account or "",
+        self.health = Health()
+        self.metrics = metrics or Metrics()
+        self.dispatcher = Dispatcher(
+            settings,
+            keys,
+            policy,
+            signers,
+            metrics=self.metrics,
+            health=self.health,
         )
-        self._pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="callout")
-        self._tasks: set[asyncio.Task[None]] = set()
         self._nc: Client | None = None
-        self.subscribed = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self._last_error: tuple[str, str] = ("", "")
+        self._last_error_at = 0.0
+        self._error_count = 0
 
     @property
     def policy(self) -> Policy:
-        return self._ctx.policy
+        return self.dispatcher.context.policy
+
+    def install(self, loaded: Loaded) -> None:
+        """Put a reloaded policy in force."""
+        self.dispatcher.install(loaded)
 
     def _connect_options(self) -> dict[str, Any]:
         s = self.settings
@@ -101,23 +115,20 @@ class Worker:
         return opts
 
     async def _connect(self, stop: asyncio.Event) -> Client | None:
-        # nats-py retries only after a first success; keep trying until stopped,
-        # so the sidecar may start before its nats-server.
-        delay = 0.2
-        while not stop.is_set():
-            try:
-                return await nats.connect(**self._connect_options())
-            except (OSError, NatsError, TimeoutError) as exc:
-                log.warning(
-                    "callout.nats_connect_failed",
-                    error=type(exc).__name__,
-                    retry_s=delay,
-                )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await stop.wait()
-            delay = min(delay * 2, 5.0)
-        return None
+        # With max_reconnect_attempts=-1 nats-py retries the first connect
+        # itself (so the sidecar may start before its nats-server, reporting
+        # each failure to error_cb); race it against `stop` so that SIGTERM
+        # still ends a service that never reached its server.
+        connecting = asyncio.ensure_future(nats.connect(**self._connect_options()))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, NatsError, OSError):
+                await connecting
+            return None
+        return connecting.result()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain within `shutdown_grace`."""
@@ -125,105 +136,107 @@ class Worker:
         if nc is None:
             return
         self._nc = nc
+        self.health.connected = True
         sub = await nc.subscribe(
             AUTH_SUBJECT, queue=self.settings.queue_group, cb=self._on_msg
         )
-        await nc.flush()
-        self.subscribed.set()
+        try:
+            # the PONG comes after the server processed our SUB (or its -ERR)
+            await nc.flush()
+        except (NatsError, TimeoutError) as exc:
+            log.warning("callout.subscribe_unconfirmed", error=type(exc).__name__)
+        else:
+            self.health.subscribed = not self.health.subscribe_denied
+        ctx = self.dispatcher.context
         log.info(
             "callout.started",
             queue_group=self.settings.queue_group,
             mode=self.settings.mode,
-            issuer=self._ctx.issuer.public_key,
-            xkey=self._ctx.xkey.public_key if self._ctx.xkey else None,
-            policy_version=self.policy.version_hash,
+            issuer=ctx.issuer.public_key,
+            xkey=ctx.xkey.public_key if ctx.xkey else None,
+            policy_version=ctx.policy.version_hash,
         )
+        task = asyncio.create_task(self._check_connection(nc))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         await stop.wait()
         await self._shutdown(sub)
 
+    async def _check_connection(self, nc: Client) -> None:
+        """Ask the server who we are and who else is in our account."""
+        try:
+            reply = await nc.request(_USER_INFO, b"", timeout=2)
+            info = json.loads(reply.data)["data"]
+            # replies carry other users' JWTs: parsed here, never logged
+            reply = await nc.request(_ACCOUNT_CONNZ, b'{"auth": true}', timeout=2)
+            connz = json.loads(reply.data).get("data")
+        except (NatsError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            log.info("callout.selfcheck_skipped", error=type(exc).__name__)
+            return
+        self.dispatcher.report(Verdict(tuple(connection_findings(info, connz))))
+
     async def _shutdown(self, sub: Any) -> None:
+        self.health.draining = True
         cut = 0
         try:
             async with asyncio.timeout(self.settings.shutdown_grace):
                 with contextlib.suppress(NatsError):
-                    await sub.drain()
-                if self._tasks:
-                    await asyncio.wait(set(self._tasks))
+                    await sub.drain()  # UNSUB, then every message already sent
+                await self.dispatcher.wait()
         except TimeoutError:
-            cut = len(self._tasks)
-            for task in self._tasks:
-                task.cancel()
+            cut = self.dispatcher.cut_off()
         if self._nc is not None:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._nc.drain()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        log.info("callout.stopped", cut_off=cut)
+            if not self._nc.is_closed:
+                await self._nc.close()
+        for task in self._background:
+            task.cancel()
+        self.dispatcher.close()
+        log.info("callout.stopped", cut_off=cut, received=self.dispatcher.received)
 
     async def _on_msg(self, msg: Msg) -> None:
-        if len(self._tasks) >= self.settings.max_inflight:
-            log.warning(
-                "callout.request_dropped", reason="overload", inflight=len(self._tasks)
-            )
-            return
-        task = asyncio.create_task(self._process(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        async def respond(reply: bytes) -> None:
+            try:
+                await msg.respond(reply)
+            except NatsError as exc:
+                log.warning("callout.reply_failed", error=type(exc).__name__)
 
-    async def _process(self, msg: Msg) -> None:
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        try:
-            outcome = await loop.run_in_executor(
-                self._pool,
-                functools.partial(
-                    handle, msg.data, msg.headers, ctx=self._ctx, now=time.time()
-                ),
-            )
-        except Exception:
-            log.exception(
-                "callout.request_aborted", decision="abort", reason="internal_error"
-            )
-            return
-        reply = outcome.reply
-        if reply is not None:
-            # exp is whole seconds (see codec.decode_request): past exp + 1 the
-            # server has certainly given up, so a reply would only be noise.
-            if outcome.expires and math.floor(time.time()) > outcome.expires:
-                outcome = Outcome(
-                    decision="abort",
-                    reply=None,
-                    reason="deadline_passed",
-                    server_id=outcome.server_id,
-                    client_host=outcome.client_host,
-                    client_type=outcome.client_type,
-                    user=outcome.user,
-                )
-            else:
-                try:
-                    await msg.respond(reply)
-                except NatsError as exc:
-                    log.warning("callout.reply_failed", error=type(exc).__name__)
-        self._log(outcome, started)
-
-    def _log(self, outcome: Outcome, started: float) -> None:
-        fields = outcome.log_fields()
-        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        fields["policy_version"] = self.policy.version_hash
-        event = _EVENTS[outcome.decision]
-        if outcome.decision == "abort":
-            log.warning(event, **fields)
-        else:
-            log.info(event, **fields)
+        self.dispatcher.accept(msg.data, msg.headers, respond)
 
     async def _on_error(self, exc: Exception) -> None:
+        text = str(exc)
+        lowered = text.lower()
+        if "permissions violation for subscription" in lowered and (
+            AUTH_SUBJECT.lower() in lowered  # not the inbox of a self-check request
+        ):
+            self.health.subscribe_denied = True
+            log.error("callout.subscribe_denied", detail=text[:200])
+            return
+        event = (
+            "callout.nats_connect_failed" if self._nc is None else "callout.nats_error"
+        )
+        # nats-py retries every 0.5 s while a server is down: one line per
+        # kind of error every few seconds is enough to see what is going on
+        key, now = (event, type(exc).__name__), time.monotonic()
+        self._error_count += 1
+        if key == self._last_error and now - self._last_error_at < _ERROR_LOG_EVERY:
+            return
+        self._last_error, self._last_error_at = key, now
         log.warning(
-            "callout.nats_error", error=type(exc).__name__, detail=str(exc)[:200]
+            event, error=key[1], detail=text[:200], errors_so_far=self._error_count
         )
 
     async def _on_disconnected(self) -> None:
-        log.warning("callout.nats_disconnected")
+        self.health.connected = self.health.subscribed = False
+        self.health.subscribe_denied = False
+        if not self.health.draining:  # closing at shutdown is no news
+            log.warning("callout.nats_disconnected")
 
     async def _on_reconnected(self) -> None:
+        # nats-py replays our SUB and flushes before calling this
+        self.health.connected = True
+        self.health.subscribed = not self.health.subscribe_denied
         log.info("callout.nats_reconnected")
 
 
@@ -233,9 +246,43 @@ async def serve(
     policy: Policy,
     signers: Mapping[str, AccountSigner],
 ) -> None:
-    """Run a worker until SIGINT/SIGTERM."""
+    """
+    Run a worker until SIGINT/SIGTERM; SIGHUP or a file change reloads the policy.
+
+    Raises:
+        SystemExit: 2 when CALLOUT_HTTP_LISTEN is invalid or cannot be bound.
+    """
+    worker = Worker(settings, keys, policy, signers)
+    reloader = Reloader(
+        settings,
+        keys,
+        current=lambda: worker.policy,
+        install=worker.install,
+        metrics=worker.metrics,
+    )
+    http = None
+    try:
+        if settings.http_listen:
+            http = HttpApi(
+                settings.http_listen,
+                metrics=worker.metrics,
+                not_ready=worker.health.not_ready,
+            )
+            await http.start()
+    except (ConfigError, OSError) as exc:
+        log.error("callout.startup_failed", error=str(exc))  # noqa: TRY400 - explained
+        raise SystemExit(2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await Worker(settings, keys, policy, signers).run(stop)
+    loop.add_signal_handler(signal.SIGHUP, reloader.request, "sighup")
+    watcher = asyncio.create_task(reloader.watch(stop))
+    try:
+        await worker.run(stop)
+    finally:
+        stop.set()
+        await watcher
+        await reloader.close()
+        if http is not None:
+            await http.stop()
