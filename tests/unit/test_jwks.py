@@ -16,7 +16,7 @@ from service import jwks
 from tests.idp import JwksServer, SigningKey
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, MutableMapping
     from pathlib import Path
 
 RSA = SigningKey.rsa("rsa-1")
@@ -55,7 +55,7 @@ def settled(store: jwks.KeyStore, source: Source, calls: int) -> None:
 
 
 @pytest.fixture(name="logs", autouse=True)
-def _logs() -> Iterator[list[dict[str, Any]]]:
+def _logs() -> Iterator[list[MutableMapping[str, Any]]]:
     # The refresher threads log; keep it off the (captured, closing) stdout.
     with structlog.testing.capture_logs() as logs:
         yield logs
@@ -249,7 +249,9 @@ def test_unused_store_ends_its_thread() -> None:
     assert not thread.is_alive()
 
 
-def test_outage_and_recovery_are_logged_once(logs: list[dict[str, Any]]) -> None:
+def test_outage_and_recovery_are_logged_once(
+    logs: list[MutableMapping[str, Any]],
+) -> None:
     """One line when fetches start failing, one when keys load again."""
     source = Source(document(RSA))
     source.fail = True
