@@ -69,10 +69,11 @@ class Outcome:
     client_host: str | None = None
     client_type: str | None = None
     expires: int = 0
+    via: str | None = None
 
     def log_fields(self) -> dict[str, object]:
-        """The canonical log-line fields (design.md section 6)."""
-        return {
+        """The canonical log-line fields (design.md section 6), plus `via`."""
+        fields: dict[str, object] = {
             "decision": self.decision,
             "user": self.user,
             "account": self.account,
@@ -81,6 +82,10 @@ class Outcome:
             "client_type": self.client_type,
             "server_id": self.server_id,
         }
+        if self.via is not None:
+            # the identity provider or certificate subject, never the token
+            fields["via"] = self.via
+        return fields
 
 
 def client_type(request: AuthRequest) -> str:
@@ -166,4 +171,5 @@ def handle(
         client_host=request.client_info.host or None,
         client_type=client_type(request) or None,
         expires=request.expires,
+        via=decision.via,
     )

@@ -190,6 +190,7 @@ async def test_valid_token_gets_roles_and_templated_claims(
     )
     assert line["decision"] == "allow"
     assert line["user"] == "alice"
+    assert line["via"] == "jwt:keycloak"
 
 
 async def test_issued_jwt_never_outlives_the_token(env: Env) -> None:
