@@ -103,6 +103,9 @@ def _env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     yield env
     assert env.service.stop() == 0
     server.stop()
+    log = "\n".join(env.service.lines)
+    for secret in [*PASSWORDS.values(), SLOW, keys.issuer.export_seed()]:
+        assert secret not in log
 
 
 async def _connect_ok(env: Env, name: str, password: str) -> Record:
