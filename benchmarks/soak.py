@@ -128,8 +128,8 @@ async def soak(args: argparse.Namespace, directory: Path) -> int:
     policy.write_text(policy_yaml(dict(zip(users, hashes, strict=True))))
     server = NatsServer(keys.body(), directory / "nats", websocket=False).start()
     service = ServiceProcess(keys.env(server.client_url, policy), directory)
-    service.start(wait_for="callout.started")
     try:
+        service.start(wait_for="callout.started")
         assert service._proc is not None  # noqa: S101, SLF001
         pid = service._proc.pid  # noqa: SLF001
         rss_start = rss_mb(pid)
