@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import nats
 from rawclient import connect_close
 from scenarios import ClientCpu, Figure
-from stormenv import password
+from stormenv import CpuMeter, children, password, pid_of
 
 from service.claims import AUTH_SUBJECT
 from tests.factories import FakeServer, make_request
@@ -81,22 +81,30 @@ async def _load(nc: Client, payloads: list[bytes], seconds: float) -> tuple[int,
 
 async def decisions(
     stacks: Stacks, users: list[str], workers: int, seconds: float
-) -> tuple[float, float, bool]:
-    """(decisions/s, driver CPU share, all sampled replies were allows)."""
+) -> tuple[float, float, float, bool]:
+    """(decisions/s, driver CPU share, service cores busy, sampled replies allow)."""
     server, service = stacks.direct(workers)
     payloads = requests(stacks, users, 2000)
     try:
         nc = await nats.connect(server.client_url, user="driver", password="driver-pw")
         await _load(nc, payloads, WARMUP)  # every worker's cache learns the users
+        cpu = CpuMeter({"service": [pid_of(service), *children(pid_of(service))]})
+        cpu.start()
         with ClientCpu() as meter:
             started = time.perf_counter()
             replies, allows = await _load(nc, payloads, seconds)
             elapsed = time.perf_counter() - started
+        cpu.stop()
         await nc.close()
     finally:
         service.stop()
         server.stop()
-    return replies / elapsed, meter.share, allows == WINDOW
+    return (
+        replies / elapsed,
+        meter.share,
+        cpu.spent["service"] / elapsed,
+        allows == WINDOW,
+    )
 
 
 async def connects(
@@ -124,12 +132,15 @@ async def saturation(
     """Decisions/s and connects/s for 1..max_workers service processes."""
     figures, one = [], 0.0
     for workers in range(1, max_workers + 1):
-        rate, cpu, allowed = await decisions(stacks, users, workers, seconds)
+        rate, cpu, busy, allowed = await decisions(stacks, users, workers, seconds)
         one = one or rate
         figure = Figure("6 saturation", f"decisions/s, {workers} process(es)")
         figure.values["callout"] = rate
         figure.reference = ("1 process", one)
-        figure.note = f"driver CPU {cpu:.0%}; {'allows' if allowed else 'NOT allows'}"
+        figure.note = (
+            f"service busy {busy:.2f} cores, driver {cpu:.0%} of one; "
+            f"{'replies are allows' if allowed else 'replies are NOT allows'}"
+        )
         if workers > 1:
             figure.goal = "scales with --workers up to the cores"
             figure.met = rate >= one * (1 + 0.5 * (workers - 1))
@@ -138,7 +149,7 @@ async def saturation(
         stacks.start_service(workers)
         await connects(stacks, "callout", users, WARMUP)  # fills every cache
         sustained = Figure("6 saturation", f"connects/s, {LANES} loops, {workers} proc")
-        for stack in ("floor", "callout", "bcrypt") if workers == 1 else ("callout",):
+        for stack in stacks.names if workers == 1 else ("callout",):
             sustained.values[stack] = await connects(stacks, stack, users, seconds)
         figures.append(sustained)
     await asyncio.to_thread(stacks.restart_bcrypt)

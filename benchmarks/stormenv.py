@@ -16,6 +16,7 @@ cores); a fresh service never saw any of them, whatever the cache holds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 COST = 12
+STACKS = ("floor", "callout", "bcrypt")
 HASH_CACHE = Path(tempfile.gettempdir()) / "nats-auth-callout-bench-hashes.json"
 
 
@@ -74,6 +76,53 @@ def hashes(users: Iterable[str], cost: int = COST) -> dict[str, str]:
     return {u: cache[u] for u in wanted}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and of its children's threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of `pid` (the workers of `run --workers N`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[1] == str(pid):
+                found.append(int(entry.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds each process group spent between `start()` and `stop()`."""
+
+    def __init__(self, groups: Mapping[str, list[int]]) -> None:
+        self.groups = groups
+        self.spent: dict[str, float] = {}
+        self._before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        out = {}
+        for name, pids in self.groups.items():
+            total = 0.0
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    total += cpu_seconds(pid)
+            out[name] = total
+        return out
+
+    def start(self) -> None:
+        self._before = self._now()
+
+    def stop(self) -> str:
+        after = self._now()
+        self.spent = {k: after[k] - self._before[k] for k in after}
+        return ", ".join(f"{k} {v:.2f}" for k, v in self.spent.items())
+
+
 def static_body(secrets: Mapping[str, str]) -> str:
     """Users with these passwords (plaintext or hashes) in account APP, no callout."""
     users = ",\n    ".join(
@@ -84,6 +133,12 @@ def static_body(secrets: Mapping[str, str]) -> str:
         f"accounts {{\n  APP {{ users: [\n    {users}\n  ] }}\n}}\n"
         "authorization { timeout: 2 }\n"
     )
+
+
+def pid_of(process: NatsServer | ServiceProcess) -> int:
+    proc = process._proc  # noqa: SLF001 - the harness keeps its Popen private
+    assert proc is not None  # noqa: S101 - started
+    return proc.pid
 
 
 def _service(env: dict[str, str], workers: int, cwd: Path) -> ServiceProcess:
@@ -100,6 +155,7 @@ class Stacks:
     directory: Path
     users: dict[str, str]  # name -> hash
     workers: int = 1
+    names: tuple[str, ...] = STACKS  # the stacks the scenarios run
     servers: dict[str, NatsServer] = field(default_factory=dict)
     service: ServiceProcess | None = None
     keys: Keys | None = None
@@ -157,6 +213,15 @@ class Stacks:
 
     def bcrypt_body(self) -> str:
         return static_body(self.users)
+
+    def meter(self, stack: str) -> CpuMeter:
+        """CPU of the stack's nats-server, the service (callout) and this process."""
+        groups = {"nats-server": [pid_of(self.servers[stack])]}
+        if stack == "callout" and self.service is not None:
+            service = pid_of(self.service)
+            groups["service"] = [service, *children(service)]
+        groups["clients"] = [os.getpid()]
+        return CpuMeter(groups)
 
     def login(self, stack: str, user: str) -> Login:
         return Login("127.0.0.1", self.servers[stack].port, user, password(user))

@@ -33,7 +33,7 @@ from coldstorm import cold_storm
 from handler import decisions as handler_decisions
 from saturation import saturation
 from scenarios import Figure, prewarm, reconnect_storm, sequential, warm_storm
-from stormenv import Stacks, cores, hashes
+from stormenv import STACKS, Stacks, cores, hashes
 
 GOAL_HANDLER_US = 150.0
 QUICK = {
@@ -62,6 +62,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     add("--cold-seconds", type=float, default=90.0, help="bound of the cold storm")
     add("--saturation-seconds", type=float, default=5.0)
     add("--workers", type=int, default=1, help="service processes for 2-5")
+    add("--stacks", default=",".join(STACKS), help="e.g. callout (A/B runs)")
     add("--max-workers", type=int, default=cores(), help="saturation: 1..N")
     args = parser.parse_args(argv)
     if args.quick:
@@ -146,6 +147,7 @@ async def run(args: argparse.Namespace, directory: Path) -> list[Figure]:
     cold = [f"cold{i}" for i in range(args.cold)]
     started = time.monotonic()
     stacks = Stacks(directory, hashes(warm + cold), workers=args.workers)
+    stacks.names = tuple(s for s in STACKS if s in args.stacks.split(","))
     print(f"hashes ready in {time.monotonic() - started:.0f} s", file=sys.stderr)
     stacks.start()
     try:
