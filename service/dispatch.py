@@ -1,13 +1,25 @@
 """
-Request dispatch: handler on a thread, reply, one log line, metrics, checks.
+Request dispatch: decide, reply, one log line, metrics, checks.
 
 No `nats` import: the worker hands over each message as bytes, headers and
 a `respond` coroutine function, so everything here works with any transport.
 
-Tasks are bounded (`max_inflight`; beyond it a request is dropped and logged,
-like callout.go's ErrWorkerChannelFull) and the handler runs on a thread pool
-sized to the cores, so bcrypt never blocks the event loop. A reply that would
-arrive after the server's deadline is dropped, not sent late.
+Two lanes (service/fastpath.py, service/coldlane.py):
+
+- fast: every request is first decided on the event loop, inside `accept`,
+  with a secret check that only consults the verification cache. Without
+  bcrypt a decision is a fraction of a millisecond, so a known user's
+  connect never waits behind anyone's bcrypt, and the worker's subscription
+  callback does not return before the decision: nats-py holds the next
+  messages meanwhile (back-pressure instead of an unbounded pile of tasks).
+  A policy with identity providers may wait for a JWKS refresh (bounded by
+  `unknown_kid_wait`), so its fast attempts run on a small pool instead;
+- cold: a request whose secret is not in the cache goes to the cold lane:
+  bcrypt on `threads` threads, shed when it cannot make its deadline.
+
+At most `max_inflight` requests are in the service at once (beyond it a
+request is dropped and logged, like callout.go's ErrWorkerChannelFull). A
+reply that would arrive after the server's deadline is dropped, not sent late.
 
 Reload swaps the frozen `HandlerContext` in one assignment; each request
 keeps the context it started with, so a reload neither changes nor drops a
@@ -26,6 +38,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from service.coldlane import ColdLane, Shed
+from service.decisionlog import Recorder
+from service.fastpath import check_or_defer, claimed_deadline, decide_fast, fast_thread
 from service.handler import HandlerContext, Outcome, handle
 from service.secretcache import SecretCache
 from service.selfcheck import FirstRequestChecks, Verdict
@@ -44,12 +59,18 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("callout")
 
-_EVENTS = {
-    "allow": "callout.request_authorized",
-    "deny": "callout.request_rejected",
-    "abort": "callout.request_aborted",
-}
-_EXPIRED = frozenset({"deadline_passed", "expired_request"})
+_FAST_THREADS = 2  # one may wait for a JWKS refresh, the other goes on
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Request:
+    data: bytes
+    headers: Mapping[str, str] | None
+    respond: Respond
+    ctx: HandlerContext  # kept for the whole request, whatever reloads meanwhile
+    now: float  # wall clock when received
+    received: float  # monotonic
+    started: float  # perf_counter, for the duration metric
 
 
 class Dispatcher:
@@ -65,7 +86,7 @@ class Dispatcher:
         metrics: Metrics,
         health: Health,
     ) -> None:
-        self.secret_cache = SecretCache()
+        self.secret_cache = SecretCache(check=check_or_defer)
         self._ctx = HandlerContext(
             issuer=keys.issuer,
             xkey=keys.xkey,
@@ -75,10 +96,15 @@ class Dispatcher:
             issuer_account=settings.issuer_account or "",
         )
         self._max_inflight = settings.max_inflight
-        self._pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="callout")
+        self.cold: ColdLane[Outcome] = ColdLane(settings.threads)
+        self._fast_pool = ThreadPoolExecutor(
+            _FAST_THREADS, thread_name_prefix="callout-fast", initializer=fast_thread
+        )
         self._tasks: set[asyncio.Task[None]] = set()  # requests in flight
+        self._inflight = 0  # accepted, not finished (fast ones only briefly)
         self._checking: set[asyncio.Task[None]] = set()
         self._metrics = metrics
+        self._record = Recorder(metrics)
         self._health = health
         self._checks = FirstRequestChecks(
             mode=settings.mode, issuer_account=settings.issuer_account or ""
@@ -86,7 +112,7 @@ class Dispatcher:
         self.received = 0
         metrics.set_policy(policy.version_hash)
         metrics.track(
-            inflight=lambda: len(self._tasks),
+            inflight=lambda: self._inflight,
             connected=lambda: float(health.connected),
         )
 
@@ -106,21 +132,55 @@ class Dispatcher:
     def accept(
         self, data: bytes, headers: Mapping[str, str] | None, respond: Respond
     ) -> None:
-        """Start handling one request, or drop it when `max_inflight` are running."""
+        """`dispatch` in a task of its own, for callers that cannot await."""
+        self._track(asyncio.create_task(self.dispatch(data, headers, respond)))
+
+    async def dispatch(
+        self, data: bytes, headers: Mapping[str, str] | None, respond: Respond
+    ) -> None:
+        """
+        Handle one request: answered before this returns when the decision
+        needs no bcrypt, else queued for the cold lane (or dropped: overload).
+        """
         self.received += 1
-        if len(self._tasks) >= self._max_inflight:
-            self._metrics.drop("overload")
-            log.warning(
-                "callout.request_dropped", reason="overload", inflight=len(self._tasks)
-            )
+        if self._inflight >= self._max_inflight:
+            self._record.overload(self._inflight)
             return
-        task = asyncio.create_task(self._process(data, headers, respond))
+        self._inflight += 1
+        handed_over = False
+        try:
+            req = _Request(
+                data,
+                headers,
+                respond,
+                self._ctx,
+                time.time(),
+                time.monotonic(),
+                time.perf_counter(),
+            )
+            inline = not req.ctx.policy.providers  # nothing else can make it wait
+            if inline:
+                try:
+                    outcome = decide_fast(data, headers, req.ctx, req.now)
+                except Exception:  # noqa: BLE001 - logged as an abort
+                    self._record.internal_error()
+                    return
+                if outcome is not None:
+                    await self._finish(req, outcome)
+                    return
+            self._track(asyncio.create_task(self._queued(req, tried=inline)))
+            handed_over = True
+        finally:
+            if not handed_over:
+                self._inflight -= 1
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def wait(self) -> None:
         """Until every request accepted so far is finished."""
-        if self._tasks:
+        while self._tasks:  # a finishing task may have queued another
             await asyncio.wait(set(self._tasks))
 
     def cut_off(self) -> int:
@@ -134,7 +194,8 @@ class Dispatcher:
     def close(self) -> None:
         for task in self._checking:
             task.cancel()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.cold.close()
+        self._fast_pool.shutdown(wait=False, cancel_futures=True)
 
     def report(self, verdict: Verdict, *, readiness: bool = False) -> None:
         """Log self-check findings; a first-request verdict also sets readiness."""
@@ -144,23 +205,44 @@ class Dispatcher:
         if readiness:
             self._health.key_problem = verdict.problem
 
-    async def _process(
-        self, data: bytes, headers: Mapping[str, str] | None, respond: Respond
-    ) -> None:
-        started = time.perf_counter()
-        ctx = self._ctx  # kept for the whole request, whatever reloads meanwhile
-        now = time.time()
+    async def _queued(self, req: _Request, *, tried: bool) -> None:
+        """A request the event loop could not decide: fast pool, then cold lane."""
+        try:
+            outcome = await self._decide_queued(req, tried=tried)
+            if outcome is not None:
+                await self._finish(req, outcome)
+        finally:
+            self._inflight -= 1
+
+    async def _decide_queued(self, req: _Request, *, tried: bool) -> Outcome | None:
+        """The outcome; None when dropped (shed) or failed (both logged here)."""
         loop = asyncio.get_running_loop()
         try:
-            outcome = await loop.run_in_executor(
-                self._pool, functools.partial(handle, data, headers, ctx=ctx, now=now)
-            )
-        except Exception:
-            self._metrics.observe("abort", "internal_error", 0.0)
-            log.exception(
-                "callout.request_aborted", decision="abort", reason="internal_error"
-            )
-            return
+            outcome = None
+            if not tried:
+                outcome = await loop.run_in_executor(
+                    self._fast_pool,
+                    decide_fast,
+                    req.data,
+                    req.headers,
+                    req.ctx,
+                    req.now,
+                )
+            if outcome is None:
+                decided = await self._decide_cold(req, loop)
+                if isinstance(decided, Shed):
+                    # no reply: the server refuses the client at its deadline,
+                    # it tries again (maybe a cache hit then: see coldlane.py)
+                    self._record.shed(decided, req.started, req.ctx, self.cold.cost)
+                    return None
+                outcome = decided
+        except Exception:  # noqa: BLE001 - logged as an abort
+            self._record.internal_error()
+            return None
+        return outcome
+
+    async def _finish(self, req: _Request, outcome: Outcome) -> None:
+        """Reply (unless too late), log, and check a new server's configuration."""
         reply = outcome.reply
         if reply is not None:
             # exp is whole seconds (see codec.decode_request): past exp + 1 the
@@ -170,32 +252,38 @@ class Dispatcher:
                     outcome, decision="abort", reply=None, reason="deadline_passed"
                 )
             else:
-                await respond(reply)
-        self._log(outcome, started, ctx.policy.version_hash)
-        if self._checks.first_seen(outcome, data, headers) is not None:
+                await req.respond(reply)
+        self._record.outcome(outcome, req.started, req.ctx.policy.version_hash)
+        if self._checks.first_seen(outcome, req.data, req.headers) is not None:
             # after the reply and outside the request: a check never delays
             # or counts as a request, and never queues behind bcrypt
             check = functools.partial(
-                self._checks.check, data, headers, outcome, ctx, now
+                self._checks.check, req.data, req.headers, outcome, req.ctx, req.now
             )
             task = asyncio.create_task(self._check(check))
             self._checking.add(task)
             task.add_done_callback(self._checking.discard)
 
+    async def _decide_cold(
+        self, req: _Request, loop: asyncio.AbstractEventLoop
+    ) -> Outcome | Shed:
+        check = functools.partial(
+            handle, req.data, req.headers, ctx=req.ctx, now=req.now
+        )
+        return await self.cold.submit(
+            check,
+            deadline=functools.partial(
+                claimed_deadline,
+                req.data,
+                req.headers,
+                req.ctx.xkey,
+                received=req.received,
+                wall=req.now,
+            ),
+            received=req.received,
+            loop=loop,
+        )
+
     async def _check(self, check: Callable[[], Verdict]) -> None:
         verdict = await asyncio.get_running_loop().run_in_executor(None, check)
         self.report(verdict, readiness=True)
-
-    def _log(self, outcome: Outcome, started: float, version: str) -> None:
-        seconds = time.perf_counter() - started
-        self._metrics.observe(outcome.decision, outcome.reason, seconds)
-        if outcome.reason in _EXPIRED:
-            self._metrics.drop("expired")
-        fields = outcome.log_fields()
-        fields["duration_ms"] = round(seconds * 1000, 3)
-        fields["policy_version"] = version
-        event = _EVENTS[outcome.decision]
-        if outcome.decision == "abort":
-            log.warning(event, **fields)
-        else:
-            log.info(event, **fields)

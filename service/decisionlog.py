@@ -1,0 +1,77 @@
+"""
+One log line and the metrics for each request's end: decided, shed, failed,
+or dropped at the door (overload).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from service.handler import Outcome
+
+if TYPE_CHECKING:
+    from service.coldlane import Shed
+    from service.handler import HandlerContext
+    from service.metrics import Metrics
+
+log = structlog.get_logger("callout")
+
+_EVENTS = {
+    "allow": "callout.request_authorized",
+    "deny": "callout.request_rejected",
+    "abort": "callout.request_aborted",
+}
+# answered too late or not at all because of the server's deadline
+_EXPIRED = frozenset({"deadline_passed", "deadline_unmeetable", "expired_request"})
+
+
+class Recorder:
+    """Logs and counts how requests end."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def outcome(
+        self, outcome: Outcome, started: float, version: str, **extra: object
+    ) -> None:
+        """The decision line (README "Logs") and its metrics."""
+        seconds = time.perf_counter() - started
+        self._metrics.observe(outcome.decision, outcome.reason, seconds)
+        if outcome.reason in _EXPIRED:
+            self._metrics.drop("expired")
+        fields = outcome.log_fields() | extra
+        fields["duration_ms"] = round(seconds * 1000, 3)
+        fields["policy_version"] = version
+        event = _EVENTS[outcome.decision]
+        if outcome.decision == "abort":
+            log.warning(event, **fields)
+        else:
+            log.info(event, **fields)
+
+    def shed(
+        self, shed: Shed, started: float, ctx: HandlerContext, cost: float | None
+    ) -> None:
+        """A request dropped before bcrypt: it could not be answered in time."""
+        self.outcome(
+            Outcome(decision="abort", reply=None, reason="deadline_unmeetable"),
+            started,
+            ctx.policy.version_hash,
+            waited_ms=round(shed.waited * 1000, 1),
+            left_ms=round(shed.left * 1000, 1),
+            bcrypt_ms=round((cost or 0.0) * 1000, 1),
+        )
+
+    def overload(self, inflight: int) -> None:
+        """A request dropped on arrival: CALLOUT_MAX_INFLIGHT are in the service."""
+        self._metrics.drop("overload")
+        log.warning("callout.request_dropped", reason="overload", inflight=inflight)
+
+    def internal_error(self) -> None:
+        """Count and log the exception being handled (call from `except`)."""
+        self._metrics.observe("abort", "internal_error", 0.0)
+        log.exception(  # noqa: LOG004 - only ever called from an except block
+            "callout.request_aborted", decision="abort", reason="internal_error"
+        )

@@ -1,0 +1,104 @@
+"""
+The fast lane's tools: decide without bcrypt, or say that bcrypt is needed.
+
+The verification cache (service/secretcache.py) calls `check_or_defer` on a
+miss. In a fast attempt (`decide_fast`, flagged per thread) that raises
+`Cold` instead of running bcrypt, so the attempt costs what a cached
+decision costs, hit or miss; on a cold-lane thread it runs bcrypt. Same
+cache, same policy code, same handler: only where a miss is paid differs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from typing import TYPE_CHECKING
+
+from service import codec
+from service.errors import RequestError
+from service.handler import handle
+from service.secretcache import bcrypt_check
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from service.handler import HandlerContext, Outcome
+    from service.keys import CurveKeyPair
+
+
+class Cold(Exception):
+    """The decision needs a secret check the verification cache cannot answer."""
+
+
+_lane = threading.local()
+
+
+def check_or_defer(hashed: str, secret: str) -> bool:
+    """The cache's check on a miss: bcrypt, except in a fast attempt."""
+    if getattr(_lane, "fast", False):
+        raise Cold
+    return bcrypt_check(hashed, secret)
+
+
+def fast_thread() -> None:
+    """Initializer of a pool whose threads only ever make fast attempts."""
+    _lane.fast = True
+
+
+def decide_fast(
+    data: bytes, headers: Mapping[str, str] | None, ctx: HandlerContext, now: float
+) -> Outcome | None:
+    """The decision if it needs no bcrypt, else None (for the cold lane)."""
+    on_pool = getattr(_lane, "fast", False)
+    _lane.fast = True
+    try:
+        return handle(data, headers, ctx=ctx, now=now)
+    except Cold:
+        return None
+    finally:
+        _lane.fast = on_pool
+
+
+def deadline(expires: int, issued_at: int, received: float, wall: float) -> float:
+    """
+    When the server stops waiting, on the monotonic clock of `received`.
+
+    nats-server writes exp = trunc(send time + timeout) and iat = trunc(its
+    clock a moment later), then waits `timeout` from sending. So the server
+    gives up by `received + (exp - iat)` and certainly by exp + 1 (whole
+    seconds); a fractional timeout makes exp - iat useless (0), hence the
+    second bound. `wall` is the wall clock at `received`.
+    """
+    if not expires:
+        return math.inf
+    limit = received + (expires + 1 - wall)
+    ttl = expires - issued_at
+    if issued_at and ttl >= 1:
+        limit = min(limit, received + ttl)
+    return limit
+
+
+def claimed_deadline(
+    data: bytes,
+    headers: Mapping[str, str] | None,
+    xkey: CurveKeyPair | None,
+    *,
+    received: float,
+    wall: float,
+) -> float:
+    """
+    A request's deadline from its claims, read without verifying them.
+
+    Only the cold lane's scheduling uses it (a thread calls this when it
+    picks the request, and drops a request it cannot answer in time); the
+    decision that follows verifies everything. Verifying here as well would
+    double the GIL time of each request a storm makes us drop.
+    """
+    try:
+        token, _ = codec.unseal(data, headers, xkey)
+        claims = json.loads(codec.b64decode(token.split(b".")[1]))
+        expires, issued_at = int(claims.get("exp", 0)), int(claims.get("iat", 0))
+    except (RequestError, ValueError, TypeError, IndexError, AttributeError):
+        return math.inf  # the decision will tell what is wrong with it
+    return deadline(expires, issued_at, received, wall)
