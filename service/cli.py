@@ -42,6 +42,7 @@ from service.log import configure_logging
 from service.policy import Policy, describe, evaluate, load_policy
 from service.secretcache import bcrypt_check
 from service.signers import AccountSigner, build_signers
+from service.supervisor import Supervisor, bind_worker_index
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXPLAIN_JWKS_WAIT = 5.0  # seconds: a dry run has no auth deadline
@@ -59,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the service (settings from CALLOUT_* env)")
     run.add_argument("--env-file", type=Path, help="read CALLOUT_* settings from FILE")
+    run.add_argument(
+        "--workers",
+        type=int,
+        choices=range(1, 257),
+        metavar="N",
+        help="N worker processes in the queue group (default: CALLOUT_WORKERS)",
+    )
 
     check = sub.add_parser("check", help="validate a policy file")
     check.add_argument("policy", type=Path)
@@ -155,6 +163,10 @@ def _run(args: argparse.Namespace) -> int:
         # an expected, explained failure: the message is the point, not a traceback
         structlog.get_logger("callout").error("callout.startup_failed", error=str(exc))
         return EXIT_USAGE
+    workers = args.workers or settings.workers
+    if workers > 1:  # the parent only supervises; each child logs the warnings
+        return Supervisor(settings, workers, args.env_file).run()
+    bind_worker_index()
     log = structlog.get_logger("callout")
     for warning in startup_warnings(settings, policy):
         log.warning("callout.config_warning", warning=warning)

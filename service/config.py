@@ -25,6 +25,14 @@ from service.keys import CurveKeyPair, KeyPair, Prefix, is_public_key
 ENV_PREFIX = "CALLOUT_"
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on: its affinity (a container's cpuset), not
+    the host's count, which would oversubscribe bcrypt threads."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 2
+
+
 class Settings(BaseSettings):
     """Every setting of the service; see README "Configuration"."""
 
@@ -49,7 +57,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     http_listen: str = ""
     max_inflight: int = Field(default=1024, ge=1)
-    threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    threads: int = Field(default_factory=usable_cores, ge=1)
+    workers: int = Field(default=1, ge=1)
     shutdown_grace: float = Field(default=5.0, gt=0)
 
     @field_validator("log_level", mode="before")
