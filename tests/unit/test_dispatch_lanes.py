@@ -27,7 +27,7 @@ from service.signers import AccountSigner
 from tests.factories import FakeServer, make_request
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
     from service.policy import Policy
 
@@ -190,7 +190,9 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_callout_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_callout_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("CALLOUT_"):
             monkeypatch.delenv(name)
+    with capture_logs():  # not to a stdout an earlier test's capture closed
+        yield
