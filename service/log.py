@@ -55,6 +55,19 @@ def redact_secrets(
     return event_dict
 
 
+class _CurrentStdout:
+    """Writes to whatever `sys.stdout` is at write time, not at configure time."""
+
+    # structlog caches loggers on first use; a stream captured at configure
+    # time outlives a replaced sys.stdout (test capture, a redirect) and
+    # then fails with "I/O operation on closed file".
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def configure_logging(*, fmt: str = "json", level: str = "info") -> None:
     """Configure structlog for the process: JSON (default) or console lines."""
     processors: list[Processor] = [
@@ -73,6 +86,6 @@ def configure_logging(*, fmt: str = "json", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStdout()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

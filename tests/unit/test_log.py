@@ -54,3 +54,21 @@ def test_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
     assert "callout.quiet" not in out
     assert "callout.loud" in out
     structlog.reset_defaults()
+
+
+def test_output_follows_the_current_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A logger cached before sys.stdout is replaced writes to the new stdout."""
+    import io  # noqa: PLC0415
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", first)
+    configure_logging(fmt="json", level="info")
+    logger = structlog.get_logger("t")
+    logger.info("callout.one")
+    monkeypatch.setattr("sys.stdout", second)
+    first.close()
+
+    logger.info("callout.two")
+
+    assert "callout.two" in second.getvalue()
+    structlog.reset_defaults()
