@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     max_inflight: int = Field(default=1024, ge=1)
     threads: int = Field(default_factory=usable_cores, ge=1)
     workers: int = Field(default=1, ge=1)
+    # seconds a verified secret stays cached: longer than the connections it
+    # should speed up when they all come back at once (a server restart)
+    cache_ttl: float = Field(default=86400.0, gt=0)
     shutdown_grace: float = Field(default=5.0, gt=0)
 
     @field_validator("log_level", mode="before")

@@ -86,7 +86,7 @@ class Dispatcher:
         metrics: Metrics,
         health: Health,
     ) -> None:
-        self.secret_cache = SecretCache(check=check_or_defer)
+        self.secret_cache = SecretCache(check=check_or_defer, ttl=settings.cache_ttl)
         self._ctx = HandlerContext(
             issuer=keys.issuer,
             xkey=keys.xkey,

@@ -160,6 +160,14 @@ async def test_dispatch_is_back_pressure_for_cached_users() -> None:
     dispatcher.close()
 
 
+def test_verified_secrets_stay_cached_for_cache_ttl() -> None:
+    """CALLOUT_CACHE_TTL reaches the verification cache."""
+    dispatcher, _ = _dispatcher(cache_ttl=123)
+
+    assert dispatcher.secret_cache._ttl == 123
+    dispatcher.close()
+
+
 def test_the_deadline_is_the_servers_timeout_from_arrival() -> None:
     """exp - iat is the server's timeout; exp + 1 bounds it; no exp, no deadline."""
     received, wall = 50.0, 1000.3
