@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -225,6 +226,15 @@ class Stacks:
 
     def login(self, stack: str, user: str) -> Login:
         return Login("127.0.0.1", self.servers[stack].port, user, password(user))
+
+    def forget(self) -> None:
+        """Empty every worker's verification cache (SIGHUP: a policy reload)."""
+        assert self.service is not None  # noqa: S101 - started
+        done = len(self.service.events("callout.policy_reloaded"))
+        os.kill(pid_of(self.service), signal.SIGHUP)
+        self.service.wait_for_event(
+            "callout.policy_reloaded", timeout=30, count=done + self.workers
+        )
 
     def swap_body(self, stack: str, body: str) -> None:
         """Give a server another config, used from its next (re)start on."""
