@@ -86,6 +86,8 @@ def configure_logging(*, fmt: str = "json", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(_CurrentStdout()),  # type: ignore[arg-type]
+        # WriteLogger writes line and newline in one write: with several worker
+        # processes on one pipe, lines stay whole (a write <= PIPE_BUF is atomic)
+        logger_factory=structlog.WriteLoggerFactory(_CurrentStdout()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
