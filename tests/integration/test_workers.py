@@ -85,11 +85,12 @@ def test_sigterm_drains_both_workers_and_exits_0(
 
     code = service.stop(signal.SIGTERM)
 
-    assert code == 0
-    assert len(service.events("callout.stopped")) == 2
+    tail = "\n".join(service.lines[-30:])  # shown if an assertion fails
+    assert code == 0, tail
+    assert len(service.events("callout.stopped")) == 2, tail
     (stopped,) = service.events("callout.supervisor_stopped")
-    assert stopped["codes"] == [0, 0]
-    assert all(_gone(pid) for pid in pids.values())
+    assert stopped["codes"] == [0, 0], tail
+    assert all(_gone(pid) for pid in pids.values()), tail
 
 
 def test_sighup_reaches_every_worker(
