@@ -211,8 +211,9 @@ class ColdLane(Generic[T]):
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting task
             _hand_over(job, _fail, exc)
             return
-        _hand_over(job, _resolve, result)
         took = self._clock() - started
         if took > _TRIVIAL:
+            # before the hand-over: whoever awaits the result sees the new cost
             cost = self.cost
             self.cost = took if cost is None else cost + _EWMA * (took - cost)
+        _hand_over(job, _resolve, result)
