@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from service.policy.fields import Role
     from service.policy.principal import Network
 
-ASYMMETRIC = (
+AsymmetricAlgorithm = Literal[
     "RS256",
     "RS384",
     "RS512",
@@ -50,20 +50,9 @@ ASYMMETRIC = (
     "ES384",
     "ES512",
     "EdDSA",
-)
-Algorithm = Literal[
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "EdDSA",
-    "HS256",
 ]
+Algorithm = Literal[AsymmetricAlgorithm, "HS256"]
+ASYMMETRIC: tuple[str, ...] = get_args(AsymmetricAlgorithm)
 MIN_HS256_SECRET = 32  # RFC 7518 §3.2: at least the hash size
 MAX_WAIT = 1.5  # seconds; nats-server's whole budget is 2 s
 _WAIT = re.compile(r"([0-9]{1,4})ms|([0-9]+(?:\.[0-9]+)?)s?")
