@@ -101,7 +101,7 @@ async def sequential(
             Figure("2 sequential", f"connect p50 ms ({kind})"),
             Figure("2 sequential", f"connect p99 ms ({kind})"),
         )
-        for stack in stacks.names:
+        for stack in stacks.connect_stacks():
             count = n_bcrypt if stack == "bcrypt" else n
             times, failed = [], 0
             for i in range(count):
@@ -128,7 +128,7 @@ async def warm_storm(
     wall = Figure("3 warm storm", f"wall s, {clients} clients")
     failed = Figure("3 warm storm", "failed attempts")
     cpu = Figure("3 warm storm", "client CPU share (of one core)")
-    for stack in stacks.names:
+    for stack in stacks.connect_stacks():
         tally, rng = Tally(), random.Random(3)
         started = time.monotonic()
         deadline = started + seconds

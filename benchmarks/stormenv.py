@@ -6,7 +6,10 @@ The three stacks every storms.py scenario compares, on the same users.
 - bcrypt: the same config with the users' bcrypt hashes (the usual
   alternative: nats-server checks bcrypt on every connect);
 - callout: nats-server with auth_callout and this service, the same hashes
-  in its policy.
+  in its policy;
+- minimal (sequential and warm storm only): nats-server with auth_callout
+  and minimalresponder.py, the least a correct responder does: what a
+  connect through any callout costs at best on this machine.
 
 Hashes are cost 12 (`$2a$12$`, what `nats server passwd --cost 12` makes).
 Passwords are derived from the user name, so the hashes are cached in the
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 
 COST = 12
 STACKS = ("floor", "callout", "bcrypt")
+MINIMAL = "minimal"  # a lower bound, not a way to deploy: scenarios 2 and 3 only
 HASH_CACHE = Path(tempfile.gettempdir()) / "nats-auth-callout-bench-hashes.json"
 
 
@@ -157,9 +161,11 @@ class Stacks:
     users: dict[str, str]  # name -> hash
     workers: int = 1
     names: tuple[str, ...] = STACKS  # the stacks the scenarios run
+    with_minimal: bool = True  # also the minimal stack, in scenarios 2 and 3
     servers: dict[str, NatsServer] = field(default_factory=dict)
     service: ServiceProcess | None = None
     keys: Keys | None = None
+    minimal: ServiceProcess | None = None  # minimalresponder.py, when wanted
 
     def start(self) -> None:
         self.servers["floor"] = NatsServer(
@@ -173,6 +179,20 @@ class Stacks:
             self.keys.body(), self.directory / "callout", websocket=False
         ).start()
         self.start_service(self.workers)
+        if self.with_minimal:
+            self.servers[MINIMAL] = NatsServer(
+                self.keys.body(), self.directory / MINIMAL, websocket=False
+            ).start()
+            env = self.keys.env(self.servers[MINIMAL].client_url, self._policy())
+            script = str(Path(__file__).with_name("minimalresponder.py"))
+            self.minimal = ServiceProcess(env, self.directory, [script])
+            self.minimal.start(wait_for="callout.started")
+
+    def connect_stacks(self) -> tuple[str, ...]:
+        """The stacks of the connect-latency scenarios: the minimal one too."""
+        order = ("floor", MINIMAL, "callout", "bcrypt")
+        chosen = {*self.names, *((MINIMAL,) if self.minimal is not None else ())}
+        return tuple(s for s in order if s in chosen)
 
     def start_service(self, workers: int) -> ServiceProcess:
         """(Re)start the service with `workers` processes; a new, empty cache."""
@@ -221,6 +241,8 @@ class Stacks:
         if stack == "callout" and self.service is not None:
             service = pid_of(self.service)
             groups["service"] = [service, *children(service)]
+        if stack == MINIMAL and self.minimal is not None:
+            groups["responder"] = [pid_of(self.minimal)]
         groups["clients"] = [os.getpid()]
         return CpuMeter(groups)
 
@@ -249,7 +271,8 @@ class Stacks:
         self.servers["bcrypt"].restart()
 
     def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
+        for service in (self.service, self.minimal):
+            if service is not None:
+                service.stop()
         for server in self.servers.values():
             server.stop()

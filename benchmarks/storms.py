@@ -33,7 +33,7 @@ from coldstorm import cold_storm
 from handler import decisions as handler_decisions
 from saturation import saturation
 from scenarios import Figure, prewarm, reconnect_storm, sequential, warm_storm
-from stormenv import STACKS, Stacks, cores, hashes
+from stormenv import MINIMAL, STACKS, Stacks, cores, hashes
 
 GOAL_HANDLER_US = 150.0
 QUICK = {
@@ -62,7 +62,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     add("--cold-seconds", type=float, default=90.0, help="bound of the cold storm")
     add("--saturation-seconds", type=float, default=5.0)
     add("--workers", type=int, default=1, help="service processes for 2-5")
-    add("--stacks", default=",".join(STACKS), help="e.g. callout (A/B runs)")
+    add("--stacks", default=",".join((*STACKS, MINIMAL)), help="e.g. callout")
     add("--max-workers", type=int, default=cores(), help="saturation: 1..N")
     args = parser.parse_args(argv)
     if args.quick:
@@ -89,31 +89,41 @@ def _fmt(value: float | None) -> str:
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
-def _ratios(figure: Figure) -> tuple[str, str]:
+COLUMNS = ("floor", MINIMAL, "callout", "bcrypt")
+
+
+def _ratios(figure: Figure) -> list[str]:
+    """minimal/, callout/ and bcrypt/ the reference (the floor unless named)."""
     name, ref = figure.reference or ("floor", figure.values.get("floor"))
     out = []
-    for stack in ("callout", "bcrypt"):
+    for stack in COLUMNS[1:]:
         value = figure.values.get(stack)
         out.append("-" if value is None or not ref else f"{value / ref:.2f}x")
-    if name != "floor":
-        out[0] = f"{out[0]} vs {name}" if out[0] != "-" else "-"
-    return out[0], out[1]
+    if name != "floor" and out[1] != "-":
+        out[1] = f"{out[1]} vs {name}"
+    return out
 
 
 def print_table(figures: list[Figure]) -> None:
+    print(
+        "minimal: the least a correct responder does (minimalresponder.py), "
+        "a lower bound for any callout"
+    )
     head = (
-        f"{'scenario':18} {'figure':40} {'floor':>8} {'callout':>8} {'bcrypt':>8} "
-        f"{'callout/':>16} {'bcrypt/':>8}  goal"
+        f"{'scenario':18} {'figure':40} "
+        + " ".join(f"{c:>8}" for c in COLUMNS)
+        + f" {'minimal/':>9} {'callout/':>16} {'bcrypt/':>8}  goal"
     )
     print(head)
     print("-" * (len(head) + 30))
     for f in figures:
-        callout_ratio, bcrypt_ratio = _ratios(f)
+        minimal_ratio, callout_ratio, bcrypt_ratio = _ratios(f)
         verdict = "" if f.met is None else (" [met]" if f.met else " [NOT met]")
         print(
-            f"{f.scenario:18} {f.metric:40} {_fmt(f.values.get('floor')):>8} "
-            f"{_fmt(f.values.get('callout')):>8} {_fmt(f.values.get('bcrypt')):>8} "
-            f"{callout_ratio:>16} {bcrypt_ratio:>8}  {f.goal}{verdict}"
+            f"{f.scenario:18} {f.metric:40} "
+            + " ".join(f"{_fmt(f.values.get(c)):>8}" for c in COLUMNS)
+            + f" {minimal_ratio:>9} {callout_ratio:>16} {bcrypt_ratio:>8}"
+            f"  {f.goal}{verdict}"
         )
     notes = [f for f in figures if f.note]
     if notes:
@@ -148,6 +158,7 @@ async def run(args: argparse.Namespace, directory: Path) -> list[Figure]:
     started = time.monotonic()
     stacks = Stacks(directory, hashes(warm + cold), workers=args.workers)
     stacks.names = tuple(s for s in STACKS if s in args.stacks.split(","))
+    stacks.with_minimal = MINIMAL in args.stacks.split(",") and bool(args.only & {2, 3})
     print(f"hashes ready in {time.monotonic() - started:.0f} s", file=sys.stderr)
     stacks.start()
     try:

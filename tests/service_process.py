@@ -1,4 +1,4 @@
-"""Run `python -m service run` as a subprocess and read its JSON log lines."""
+"""Run `python -m service run` (or a script) as a subprocess; read its JSON lines."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
     from types import TracebackType
 
@@ -22,9 +22,15 @@ Record = dict[str, Any]
 class ServiceProcess:
     """The service as a real process; stdout is drained into `lines`/`records`."""
 
-    def __init__(self, env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        cwd: Path,
+        args: Sequence[str] = ("-m", "service", "run"),
+    ) -> None:
         self.env = dict(env)
         self.cwd = cwd
+        self.args = tuple(args)
         self.lines: list[str] = []
         self.records: list[Record] = []
         self._cond = threading.Condition()
@@ -35,7 +41,7 @@ class ServiceProcess:
         """Start the process and wait until it logs `wait_for`."""
         environ = {k: v for k, v in os.environ.items() if not k.startswith("CALLOUT_")}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "run"],
+            [sys.executable, *self.args],
             cwd=self.cwd,
             env=environ | self.env,
             stdout=subprocess.PIPE,
