@@ -80,7 +80,8 @@ class Metrics:
         )
         self.dropped = Counter(
             "callout_dropped_requests",
-            "Requests not answered: expired (past the server's deadline), "
+            "Requests not answered: expired (past the server's deadline, or "
+            "shed before bcrypt because it could not be met: deadline_unmeetable), "
             "overload (CALLOUT_MAX_INFLIGHT) or shutdown (cut off at the grace).",
             ["reason"],
             registry=r,
