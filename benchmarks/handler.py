@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from micro import measure  # noqa: E402
+
 from service import codec  # noqa: E402
 from service.claims import Permission, UserClaims  # noqa: E402
 from service.handler import HandlerContext, handle  # noqa: E402
@@ -33,7 +34,12 @@ from service.keys import KeyPair, Prefix  # noqa: E402
 from service.policy import parse_policy  # noqa: E402
 from service.secretcache import SecretCache  # noqa: E402
 from service.signers import AccountSigner  # noqa: E402
-from tests.factories import NOW, FakeServer, make_request  # noqa: E402
+from tests.factories import (  # noqa: E402
+    NOW,
+    FakeServer,
+    john_doe_policy,
+    make_request,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,35 +48,15 @@ PASSWORD = "john-doe-password"
 
 
 def median_us(fn: Callable[[], object], calls: int, batches: int = 5) -> float:
-    """Median over batches of the mean µs per call."""
-    fn()
-    results = []
-    for _ in range(batches):
-        start = time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        results.append((time.perf_counter_ns() - start) / calls / 1000)
-    return statistics.median(results)
+    """Median over batches of the mean µs per call (after one warm-up call)."""
+    return statistics.median(measure(fn, calls, batches, warmup=1))
 
 
 def decisions(calls: int = 2000) -> list[tuple[str, float]]:
     """(decision kind, median µs) for each row of the table; the baseline first."""
     issuer = KeyPair.create(Prefix.ACCOUNT)
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(12)).decode()
-    policy = parse_policy(
-        f"""version: 1
-accounts: {{APP: {{}}}}
-defaults: {{account: APP, expires: 1h}}
-roles:
-  customer:
-    publish: {{allow: ["users.{{{{user}}}}.>"]}}
-    subscribe: {{allow: ["users.{{{{user}}}}.>", "_INBOX.>"]}}
-users:
-  - name: john-doe
-    password: "{hashed}"
-    roles: [customer]
-"""
-    )
+    policy = parse_policy(john_doe_policy(hashed))
     server = FakeServer()
 
     def request(password: str) -> tuple[bytes, dict[str, str] | None]:

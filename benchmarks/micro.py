@@ -38,9 +38,18 @@ if TYPE_CHECKING:
 GOAL_US = 150.0
 
 
-def measure(fn: Callable[[], object], iterations: int, repeats: int) -> list[float]:
-    """Mean µs per call of each of `repeats` batches of `iterations` calls."""
-    for _ in range(min(iterations, 200)):  # warm caches (verify keys, boxes)
+def measure(
+    fn: Callable[[], object],
+    iterations: int,
+    repeats: int,
+    *,
+    warmup: int | None = None,
+) -> list[float]:
+    """
+    Mean µs per call of each of `repeats` batches of `iterations` calls, after
+    `warmup` calls (default: up to 200) that warm caches (verify keys, boxes).
+    """
+    for _ in range(min(iterations, 200) if warmup is None else warmup):
         fn()
     batches = []
     for _ in range(repeats):

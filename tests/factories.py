@@ -1,15 +1,32 @@
-"""Build authorization requests the way nats-server does, with throwaway keys."""
+"""
+Build authorization requests the way nats-server does, with throwaway keys;
+and the small policy the handler tests and benchmarks share.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.claims import SERVER_XKEY_HEADER
+from service.claims import (
+    SERVER_XKEY_HEADER,
+    AuthRequest,
+    ClientInfo,
+    ClientTLS,
+    ConnectOpts,
+    ServerId,
+    ServerInfo,
+    UserNKey,
+)
 from service.codec import HEADER, b64encode, compute_jti, go_json
 from service.keys import CurveKeyPair, KeyPair, Prefix
 
 NOW = 1_800_000_000
+COMPACT_HEAD = """\
+version: 1
+accounts: {APP: {}}
+defaults: {account: APP, expires: 1h}
+"""
 
 
 @dataclass
@@ -94,3 +111,36 @@ def make_request(
     return server.xkey.seal(token, service_xkey), {
         SERVER_XKEY_HEADER: server.xkey.public_key
     }
+
+
+def john_doe_policy(password_hash: str, *, head: str = COMPACT_HEAD) -> str:
+    """
+    Policy YAML: `head` (version, accounts, defaults), then the `customer` role
+    (users.{{user}}.> both ways, _INBOX.> to subscribe) and one user, john-doe,
+    with that role and `password_hash` (a bcrypt hash) as password.
+    """
+    return f"""{head}roles:
+  customer:
+    publish: {{allow: ["users.{{{{user}}}}.>"]}}
+    subscribe: {{allow: ["users.{{{{user}}}}.>", "_INBOX.>"]}}
+users:
+  - name: john-doe
+    password: "{password_hash}"
+    roles: [customer]
+"""
+
+
+def decoded_request(
+    connect_opts: dict[str, Any] | None = None,
+    *,
+    client_type: str = "nats",
+    client_tls: ClientTLS | None = None,
+) -> AuthRequest:
+    """An AuthRequest as decode_request returns it, with these CONNECT options."""
+    return AuthRequest(
+        server=ServerInfo(id=ServerId("NSERVER")),
+        user_nkey=UserNKey("UCONN"),
+        client_info=ClientInfo(host="127.0.0.1", kind="Client", type=client_type),
+        connect_opts=ConnectOpts(**(connect_opts or {})),
+        client_tls=client_tls,
+    )

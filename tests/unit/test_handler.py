@@ -13,23 +13,19 @@ from service.keys import CurveKeyPair, KeyPair, Prefix
 from service.policy import parse_policy
 from service.secretcache import SecretCache
 from service.signers import AccountSigner
-from tests.factories import NOW, FakeServer, make_request, request_claims, sign_token
+from tests.factories import (
+    NOW,
+    FakeServer,
+    john_doe_policy,
+    make_request,
+    request_claims,
+    sign_token,
+)
 
 ISSUER = KeyPair.create(Prefix.ACCOUNT)
 PASSWORD = "john-doe-password"
 POLICY = parse_policy(
-    f"""version: 1
-accounts: {{APP: {{}}}}
-defaults: {{account: APP, expires: 1h}}
-roles:
-  customer:
-    publish: {{allow: ["users.{{{{user}}}}.>"]}}
-    subscribe: {{allow: ["users.{{{{user}}}}.>", "_INBOX.>"]}}
-users:
-  - name: john-doe
-    password: "{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}"
-    roles: [customer]
-"""
+    john_doe_policy(bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode())
 )
 SIGNERS = {"APP": AccountSigner(ISSUER, audience="APP")}
 CTX = HandlerContext(

@@ -11,19 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.claims import (
-    AuthRequest,
-    ClientInfo,
-    ClientTLS,
-    ConnectOpts,
-    ServerId,
-    ServerInfo,
-    UserNKey,
-)
+from service.claims import ClientTLS
 from service.cli import main
 from service.errors import PolicyError
 from service.policy import Allow, Deny, evaluate, parse_policy
 from service.policy.certs import fingerprint, normalize, read_leaf
+from tests.factories import decoded_request
 from tests.idp import CA, pem
 
 if TYPE_CHECKING:
@@ -31,6 +24,7 @@ if TYPE_CHECKING:
 
     from cryptography import x509
 
+    from service.claims import AuthRequest
     from service.policy import Decision, Policy
 
 NOW = int(time.time())
@@ -111,13 +105,7 @@ def request(
         verified_chains=((pem(verified), "CA PEM"),) if verified is not None else (),
         certs=(pem(unverified),) if unverified is not None else (),
     )
-    return AuthRequest(
-        server=ServerInfo(id=ServerId("NSERVER")),
-        user_nkey=UserNKey("UCONN"),
-        client_info=ClientInfo(host="127.0.0.1", kind="Client", type="nats"),
-        connect_opts=ConnectOpts(**opts),  # type: ignore[arg-type]
-        client_tls=tls,
-    )
+    return decoded_request(opts, client_tls=tls)
 
 
 def decide(policy: Policy, req: AuthRequest) -> Decision:
@@ -199,13 +187,8 @@ def test_credentials_take_precedence_over_the_certificate(
 
 def test_garbage_in_a_verified_chain_is_unknown(policy: Policy) -> None:
     """A leaf that does not parse matches nothing."""
-    req = request()
-    broken = AuthRequest(
-        server=req.server,
-        user_nkey=req.user_nkey,
-        client_info=req.client_info,
-        connect_opts=req.connect_opts,
-        client_tls=ClientTLS(verified_chains=(("-----BEGIN CERTIFICATE-----\nxx",),)),
+    broken = decoded_request(
+        client_tls=ClientTLS(verified_chains=(("-----BEGIN CERTIFICATE-----\nxx",),))
     )
 
     assert decide(policy, broken) == Deny("unknown_certificate")

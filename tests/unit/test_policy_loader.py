@@ -14,6 +14,7 @@ import pytest
 from service.errors import PolicyError
 from service.keys import KeyPair, Prefix
 from service.policy import Policy, load_policy, parse_policy
+from tests.factories import john_doe_policy
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "policy.example.yaml"
 HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
@@ -23,23 +24,18 @@ HINT = "plaintext or malformed bcrypt hash; make one with `nats-auth-callout has
 PLAINTEXT = "hunter2-plaintext"
 
 # Lines 1-15; cases append users from line 16 on or replace a fragment.
-BASE = f"""\
+BASE = john_doe_policy(
+    HASH,
+    head="""\
 version: 1
 accounts:
-  APP: {{}}
-  BILLING: {{}}
+  APP: {}
+  BILLING: {}
 defaults:
   account: APP
   expires: 1h
-roles:
-  customer:
-    publish: {{allow: ["users.{{{{user}}}}.>"]}}
-    subscribe: {{allow: ["users.{{{{user}}}}.>", "_INBOX.>"]}}
-users:
-  - name: john-doe
-    password: "{HASH}"
-    roles: [customer]
-"""
+""",
+)
 
 
 def problems(text: str) -> list[str]:

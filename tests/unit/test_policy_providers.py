@@ -13,22 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.claims import (
-    AuthRequest,
-    ClientInfo,
-    ConnectOpts,
-    ServerId,
-    ServerInfo,
-    UserNKey,
-)
 from service.cli import main
 from service.errors import PolicyError
 from service.policy import Allow, Deny, describe, evaluate, parse_policy
 from service.policy.subjects import make_rules, render
 from service.policy.tokens import lookup, parse
 from tests import idp
+from tests.factories import decoded_request
 
 if TYPE_CHECKING:
+    from service.claims import AuthRequest
     from service.policy import Decision, Policy
 
 NOW = int(time.time())
@@ -85,12 +79,7 @@ def _policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
 
 
 def request(**opts: str) -> AuthRequest:
-    return AuthRequest(
-        server=ServerInfo(id=ServerId("NSERVER")),
-        user_nkey=UserNKey("UCONN"),
-        client_info=ClientInfo(host="127.0.0.1", kind="Client", type="websocket"),
-        connect_opts=ConnectOpts(**opts),  # type: ignore[arg-type]
-    )
+    return decoded_request(opts, client_type="websocket")
 
 
 def good(**extra: Any) -> dict[str, Any]:
