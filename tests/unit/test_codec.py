@@ -192,6 +192,17 @@ class Env:
         """A valid, signed, plain request JWT."""
         return sign_token(self.claims(**kw), self.server.key)
 
+    def sealed(
+        self, service_xkey: CurveKeyPair, **kw: Any
+    ) -> tuple[bytes, dict[str, str] | None]:
+        """A valid request sealed to `service_xkey`: body and headers."""
+        return make_request(
+            self.server,
+            issuer_account=self.issuer.public_key,
+            service_xkey=service_xkey.public_key,
+            **kw,
+        )
+
 
 @pytest.fixture(name="env")
 def _env() -> Env:
@@ -496,11 +507,7 @@ def test_sealed_response_opens_on_the_server_side(
     xenv: Env, service_xkey: CurveKeyPair
 ) -> None:
     """seal_response seals to server_id.xkey; the server opens it with our xkey."""
-    payload, headers = make_request(
-        xenv.server,
-        issuer_account=xenv.issuer.public_key,
-        service_xkey=service_xkey.public_key,
-    )
+    payload, headers = xenv.sealed(service_xkey)
     request = decode_request(payload, headers, now=NOW, xkey=service_xkey)
     token = encode_response(request, xenv.issuer, now=NOW, error="no")
 
@@ -796,12 +803,7 @@ def test_captured_request_shape_decodes(env: Env) -> None:
 
 def test_sealed_request_decodes(xenv: Env, service_xkey: CurveKeyPair) -> None:
     """A sealed request opens with our xkey and records the server's xkey."""
-    payload, headers = make_request(
-        xenv.server,
-        issuer_account=xenv.issuer.public_key,
-        service_xkey=service_xkey.public_key,
-        connect_opts={"pass": SECRET_PASSWORD},
-    )
+    payload, headers = xenv.sealed(service_xkey, connect_opts={"pass": SECRET_PASSWORD})
     assert xenv.server.xkey is not None
     assert headers is not None
 
@@ -1305,11 +1307,7 @@ def test_refuses_a_sealed_request_when_no_xkey_is_configured(
     xenv: Env, service_xkey: CurveKeyPair
 ) -> None:
     """A sealed request with its header but no xkey configured: EncryptionMismatch."""
-    payload, headers = make_request(
-        xenv.server,
-        issuer_account=xenv.issuer.public_key,
-        service_xkey=service_xkey.public_key,
-    )
+    payload, headers = xenv.sealed(service_xkey)
 
     _assert_refused(EncryptionMismatch, payload, headers, match="no xkey")
 
@@ -1318,11 +1316,7 @@ def test_refuses_a_sealed_body_without_header_when_no_xkey_is_configured(
     xenv: Env, service_xkey: CurveKeyPair
 ) -> None:
     """An 'xkv1' body without the header, no xkey configured: EncryptionMismatch."""
-    payload, _ = make_request(
-        xenv.server,
-        issuer_account=xenv.issuer.public_key,
-        service_xkey=service_xkey.public_key,
-    )
+    payload, _ = xenv.sealed(service_xkey)
 
     _assert_refused(EncryptionMismatch, payload, None, match="no xkey")
 
@@ -1331,11 +1325,7 @@ def test_refuses_a_sealed_request_without_the_xkey_header(
     xenv: Env, service_xkey: CurveKeyPair
 ) -> None:
     """Sealed, xkey configured, but no Nats-Server-Xkey header: EncryptionMismatch."""
-    payload, _ = make_request(
-        xenv.server,
-        issuer_account=xenv.issuer.public_key,
-        service_xkey=service_xkey.public_key,
-    )
+    payload, _ = xenv.sealed(service_xkey)
 
     _assert_refused(
         EncryptionMismatch,
@@ -1350,11 +1340,7 @@ def test_refuses_a_request_sealed_to_another_service_xkey(
     xenv: Env, service_xkey: CurveKeyPair
 ) -> None:
     """Sealed to a different service xkey: DecryptionFailed."""
-    payload, headers = make_request(
-        xenv.server,
-        issuer_account=xenv.issuer.public_key,
-        service_xkey=CurveKeyPair.create().public_key,
-    )
+    payload, headers = xenv.sealed(CurveKeyPair.create())
 
     _assert_refused(
         DecryptionFailed, payload, headers, xkey=service_xkey, match="does not open"
@@ -1365,11 +1351,7 @@ def test_refuses_a_header_xkey_that_is_not_a_curve_key(
     xenv: Env, service_xkey: CurveKeyPair
 ) -> None:
     """A Nats-Server-Xkey header that is not an X key: DecryptionFailed."""
-    payload, _ = make_request(
-        xenv.server,
-        issuer_account=xenv.issuer.public_key,
-        service_xkey=service_xkey.public_key,
-    )
+    payload, _ = xenv.sealed(service_xkey)
 
     _assert_refused(
         DecryptionFailed,
@@ -1384,11 +1366,7 @@ def test_refuses_a_tampered_sealed_request(
     xenv: Env, service_xkey: CurveKeyPair
 ) -> None:
     """A bit flipped in the sealed body: DecryptionFailed."""
-    payload, headers = make_request(
-        xenv.server,
-        issuer_account=xenv.issuer.public_key,
-        service_xkey=service_xkey.public_key,
-    )
+    payload, headers = xenv.sealed(service_xkey)
     tampered = payload[:-1] + bytes([payload[-1] ^ 1])
 
     _assert_refused(DecryptionFailed, tampered, headers, xkey=service_xkey)

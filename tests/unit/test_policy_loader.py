@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bcrypt
 import pytest
@@ -15,6 +16,9 @@ from service.errors import PolicyError
 from service.keys import KeyPair, Prefix
 from service.policy import Policy, load_policy, parse_policy
 from tests.factories import john_doe_policy
+
+if TYPE_CHECKING:
+    from _pytest.mark import ParameterSet
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "policy.example.yaml"
 HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
@@ -74,6 +78,15 @@ def user(*lines: str) -> str:
     return BASE + f"  - {first}\n" + "".join(f"    {line}\n" for line in rest)
 
 
+def user_line(line: str, problem: str, case_id: str) -> ParameterSet:
+    """A case: user `a` with a password and `line` (line 18), `problem` there."""
+    return pytest.param(
+        user("name: a", f'password: "{HASH}"', line),
+        f"policy.yaml:18: {problem}",
+        id=case_id,
+    )
+
+
 CASES = [
     pytest.param(
         BASE.replace("version: 1", "version: 2"),
@@ -86,16 +99,11 @@ CASES = [
         "policy.yaml:16: colour: unknown key",
         id="unknown-root-key",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', "rolez: [customer]"),
-        "policy.yaml:18: users[1].rolez: unknown key",
-        id="unknown-user-key",
-    ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', "roles: [customer, nope]"),
-        "policy.yaml:18: users[1].roles[1]:"
-        " unknown role 'nope'; declare it under roles",
-        id="unknown-role",
+    user_line("rolez: [customer]", "users[1].rolez: unknown key", "unknown-user-key"),
+    user_line(
+        "roles: [customer, nope]",
+        "users[1].roles[1]: unknown role 'nope'; declare it under roles",
+        "unknown-role",
     ),
     pytest.param(
         BASE.replace("account: APP", "account: NOPE"),
@@ -103,11 +111,10 @@ CASES = [
         " account 'NOPE' is not declared under accounts",
         id="undeclared-default-account",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', "account: SYS"),
-        "policy.yaml:18: users[1].account:"
-        " account 'SYS' is not declared under accounts",
-        id="undeclared-user-account",
+    user_line(
+        "account: SYS",
+        "users[1].account: account 'SYS' is not declared under accounts",
+        "undeclared-user-account",
     ),
     pytest.param(
         BASE + "anonymous:\n  roles: [customer]\n  account: SYS\n",
@@ -121,47 +128,43 @@ CASES = [
         " subject has an empty token (..)",
         id="empty-token",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', 'publish: {allow: [".a"]}'),
-        "policy.yaml:18: users[1].publish.allow[0]:"
-        " subject has a leading or trailing dot",
-        id="leading-dot",
+    user_line(
+        'publish: {allow: [".a"]}',
+        "users[1].publish.allow[0]: subject has a leading or trailing dot",
+        "leading-dot",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', 'publish: {deny: ["a."]}'),
-        "policy.yaml:18: users[1].publish.deny[0]:"
-        " subject has a leading or trailing dot",
-        id="trailing-dot",
+    user_line(
+        'publish: {deny: ["a."]}',
+        "users[1].publish.deny[0]: subject has a leading or trailing dot",
+        "trailing-dot",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', 'subscribe: {allow: ["a\\tb"]}'),
-        "policy.yaml:18: users[1].subscribe.allow[0]:"
+    user_line(
+        'subscribe: {allow: ["a\\tb"]}',
+        "users[1].subscribe.allow[0]:"
         " subject contains whitespace or a control character",
-        id="whitespace",
+        "whitespace",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', 'subscribe: {allow: [">.a"]}'),
-        "policy.yaml:18: users[1].subscribe.allow[0]:"
-        " subject: > must be the last token",
-        id="gt-not-last",
+    user_line(
+        'subscribe: {allow: [">.a"]}',
+        "users[1].subscribe.allow[0]: subject: > must be the last token",
+        "gt-not-last",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', 'subscribe: {deny: ["a.b*"]}'),
-        "policy.yaml:18: users[1].subscribe.deny[0]:"
-        " subject: wildcards * and > must be a whole token",
-        id="partial-wildcard",
+    user_line(
+        'subscribe: {deny: ["a.b*"]}',
+        "users[1].subscribe.deny[0]: subject: wildcards * and > must be a whole token",
+        "partial-wildcard",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', 'publish: {allow: ["jobs workers"]}'),
-        "policy.yaml:18: users[1].publish.allow[0]:"
+    user_line(
+        'publish: {allow: ["jobs workers"]}',
+        "users[1].publish.allow[0]:"
         " a queue group (subject queue) is only allowed in subscribe entries",
-        id="queue-in-publish",
+        "queue-in-publish",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', 'subscribe: {allow: ["a.{{name}}"]}'),
-        "policy.yaml:18: users[1].subscribe.allow[0]: unknown template variable"
+    user_line(
+        'subscribe: {allow: ["a.{{name}}"]}',
+        "users[1].subscribe.allow[0]: unknown template variable"
         " {{name}}; only {{user}}, {{account}} and {{claim.NAME}} exist",
-        id="unknown-template",
+        "unknown-template",
     ),
     pytest.param(
         user("name: a", "password: plain-and-simple"),
@@ -222,22 +225,21 @@ CASES = [
         " bad duration: use seconds or 90s, 10m, 1h, 2d",
         id="bad-duration",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', "expires: 0"),
-        "policy.yaml:18: users[1].expires: a duration must be more than zero",
-        id="zero-duration",
+    user_line(
+        "expires: 0",
+        "users[1].expires: a duration must be more than zero",
+        "zero-duration",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', 'source_networks: ["10.0.0.1/8"]'),
-        "policy.yaml:18: users[1].source_networks[0]: not a CIDR network:"
-        " 10.0.0.1/8 has host bits set",
-        id="bad-cidr",
+    user_line(
+        'source_networks: ["10.0.0.1/8"]',
+        "users[1].source_networks[0]: not a CIDR network: 10.0.0.1/8 has host bits set",
+        "bad-cidr",
     ),
-    pytest.param(
-        user("name: a", f'password: "{HASH}"', "connection_types: [STANDARD, TCP]"),
-        "policy.yaml:18: users[1].connection_types[1]: input should be 'STANDARD',"
+    user_line(
+        "connection_types: [STANDARD, TCP]",
+        "users[1].connection_types[1]: input should be 'STANDARD',"
         " 'WEBSOCKET', 'LEAFNODE', 'LEAFNODE_WS', 'MQTT' or 'MQTT_WS'",
-        id="bad-connection-type",
+        "bad-connection-type",
     ),
     pytest.param(
         user("name: a", "roles: [customer]"),
