@@ -48,6 +48,7 @@ from service.selfcheck import FirstRequestChecks, Verdict
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
+    from service.cachepeers import Link
     from service.config import Keys, Settings
     from service.health import Health
     from service.metrics import Metrics
@@ -85,8 +86,15 @@ class Dispatcher:
         *,
         metrics: Metrics,
         health: Health,
+        peers: Link | None = None,
     ) -> None:
-        self.secret_cache = SecretCache(check=check_or_defer, ttl=settings.cache_ttl)
+        self.secret_cache = SecretCache(
+            check=check_or_defer,
+            ttl=settings.cache_ttl,
+            key=None if peers is None else peers.key,
+        )
+        if peers is not None:
+            self.secret_cache.on_success = peers.tell
         self._ctx = HandlerContext(
             issuer=keys.issuer,
             xkey=keys.xkey,
@@ -115,6 +123,7 @@ class Dispatcher:
             inflight=lambda: self._inflight,
             connected=lambda: float(health.connected),
         )
+        metrics.track_cache(self.secret_cache)
 
     @property
     def context(self) -> HandlerContext:

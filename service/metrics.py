@@ -20,10 +20,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+
+    from service.secretcache import SecretCache
 
 __all__ = ["CONTENT_TYPE", "DECISIONS", "Metrics"]
 
@@ -133,6 +137,30 @@ class Metrics:
         self.inflight.set_function(inflight)
         self.nats_connected.set_function(connected)
 
+    def track_cache(self, cache: SecretCache) -> None:
+        """The verification cache's size and bcrypt count, read at scrape time."""
+        self.registry.register(_CacheCollector(cache))
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class _CacheCollector(Collector):
+    """Reads the cache's own counts: nothing to keep in step on the hot path."""
+
+    def __init__(self, cache: SecretCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "callout_secret_cache_entries",
+            "Successful secret checks held in the verification cache "
+            "(with --workers: this worker's copy of the shared cache).",
+            value=len(self._cache),
+        )
+        yield CounterMetricFamily(
+            "callout_secret_checks",
+            "bcrypt checks run (verification cache misses that were checked).",
+            value=self._cache.checks,
+        )

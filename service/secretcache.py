@@ -6,6 +6,10 @@ Only successes are cached, keyed by an HMAC under a per-process random key:
 the cache holds nothing that helps anyone recover or replay a secret, and a
 wrong secret always pays the full bcrypt price. It is bounded, entries
 expire, and `clear()` runs on every policy change.
+
+Under `run --workers N` the workers share one key (handed over by their
+supervisor, never written anywhere) and tell each other every new success
+(service/cachepeers.py), so a user checked on one worker is a hit on all.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import bcrypt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+KEY_SIZE = 32  # the HMAC key
+DIGEST_SIZE = 32  # HMAC-SHA256: one cache entry, as siblings exchange them
 
 
 def bcrypt_check(hashed: str, secret: str) -> bool:
@@ -52,8 +59,9 @@ class SecretCache:
         max_entries: int = 100_000,
         check: Callable[[str, str], bool] = bcrypt_check,
         clock: Callable[[], float] = time.monotonic,
+        key: bytes | None = None,
     ) -> None:
-        self._key = os.urandom(32)
+        self._key = key if key is not None else os.urandom(KEY_SIZE)
         self._ttl = ttl
         self._max = max_entries
         self._check = check
@@ -62,6 +70,9 @@ class SecretCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.checks = 0  # secret checks run (bcrypt), hits and misses aside
+        # Called with the digest of each new success (from a checking thread).
+        self.on_success: Callable[[bytes], None] | None = None
 
     def _digest(self, hashed: str, secret: str) -> bytes:
         msg = hashed.encode() + b"\0" + secret.encode()
@@ -78,14 +89,24 @@ class SecretCache:
                 self.hits += 1
                 return True
         self.misses += 1
-        if not self._check(hashed, secret):
+        ok = self._check(hashed, secret)
+        self.checks += 1
+        if not ok:
             return False
+        self.learn(digest)
+        if self.on_success is not None:
+            self.on_success(digest)
+        return True
+
+    def learn(self, digest: bytes) -> None:
+        """Remember a success checked elsewhere (a sibling worker), by digest."""
+        if len(digest) != DIGEST_SIZE:
+            return
         with self._lock:
-            self._entries[digest] = now + self._ttl
+            self._entries[digest] = self._clock() + self._ttl
             self._entries.move_to_end(digest)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
-        return True
 
     def __len__(self) -> int:
         return len(self._entries)

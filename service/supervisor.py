@@ -5,7 +5,8 @@ One Python process decides on one core (the GIL); bcrypt alone uses every
 core from one process, but cached decisions, JSON and signatures do not.
 N workers in the same queue group let nats-server spread requests over
 them. Each child is exactly `nats-auth-callout run` with CALLOUT_WORKERS=1
-(its own connection, cache, HTTP endpoint and reload watcher); the parent
+(its own connection, HTTP endpoint and reload watcher; the verification
+cache is shared through the parent, service/cachepeers.py); the parent
 holds no NATS connection and decides nothing. It:
 
 - forwards SIGTERM, SIGINT and SIGHUP to every child (a terminal's Ctrl-C
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
+
+from service.cachepeers import PEER_FD_ENV, Hub
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,14 +94,20 @@ class Supervisor:
         self.children: dict[int, _Child] = {}
         self.stopping = threading.Event()
         self.wake = threading.Event()
+        self.peers = Hub()  # one verification cache for all the workers
 
     def _spawn(self, index: int, pause: float = 0.0) -> _Child:
+        channel = self.peers.channel(index)
         env = os.environ | {
             "CALLOUT_WORKERS": "1",
             "CALLOUT_HTTP_LISTEN": http_listen(self.settings.http_listen, index),
             WORKER_ENV: str(index),
+            PEER_FD_ENV: str(channel.fileno()),
         }
-        proc = subprocess.Popen(self.argv, env=env)  # noqa: S603 - our own command
+        with channel:  # the child has its copy once started
+            proc = subprocess.Popen(  # noqa: S603 - our own command
+                self.argv, env=env, pass_fds=(channel.fileno(),)
+            )
         child = _Child(index, proc, time.monotonic(), pause)
         self.children[index] = child
         log.info("callout.worker_started", worker=index, pid=proc.pid)
@@ -173,5 +182,6 @@ class Supervisor:
         codes = [child.proc.returncode for child in self.children.values()]
         if code == 0 and any(codes):
             code = 1
+        self.peers.close()
         log.info("callout.supervisor_stopped", codes=codes, code=code)
         return code

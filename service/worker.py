@@ -26,6 +26,7 @@ import nats
 import structlog
 from nats.errors import Error as NatsError
 
+from service.cachepeers import Link
 from service.claims import AUTH_SUBJECT
 from service.dispatch import Dispatcher
 from service.errors import ConfigError
@@ -64,6 +65,7 @@ class Worker:
         signers: Mapping[str, AccountSigner],
         *,
         metrics: Metrics | None = None,
+        peers: Link | None = None,
     ) -> None:
         self.settings = settings
         self.health = Health()
@@ -75,6 +77,7 @@ class Worker:
             signers,
             metrics=self.metrics,
             health=self.health,
+            peers=peers,
         )
         self._nc: Client | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -258,7 +261,8 @@ async def serve(
     Raises:
         SystemExit: 2 when CALLOUT_HTTP_LISTEN is invalid or cannot be bound.
     """
-    worker = Worker(settings, keys, policy, signers)
+    peers = Link.from_env()  # under `run --workers N`: one cache for all
+    worker = Worker(settings, keys, policy, signers, peers=peers)
     reloader = Reloader(
         settings,
         keys,
@@ -284,10 +288,19 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reloader.request, "sighup")
     watcher = asyncio.create_task(reloader.watch(stop))
+    sharing = None
+    if peers is not None:
+        sharing = asyncio.create_task(peers.listen(worker.dispatcher.secret_cache))
     try:
         await worker.run(stop)
     finally:
         stop.set()
+        if sharing is not None:
+            sharing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sharing  # off the selector before its socket closes
+        if peers is not None:
+            peers.close()
         await watcher
         await reloader.close()
         if http is not None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import bcrypt
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.keys import KeyPair, Prefix
 from tests.natsserver import NatsServer, config_mode_body
@@ -131,6 +132,17 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
         session.get(f"http://127.0.0.1:{port}{path}") as response,
     ):
         return response.status, await response.text()
+
+
+async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the service's /metrics, keyed by name and sorted labels."""
+    status, text = await http_get(port, "/metrics")
+    assert status == 200, text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def count_lines(server: NatsServer, pattern: str | re.Pattern[str]) -> int:

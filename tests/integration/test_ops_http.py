@@ -6,8 +6,6 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.integration.clients import connect, connect_fails
 from tests.integration.opsenv import (
     PASSWORDS,
@@ -17,6 +15,7 @@ from tests.integration.opsenv import (
     http_get,
     http_port,
     policy_yaml,
+    scrape,
     server_on,
     start_service,
 )
@@ -26,15 +25,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.service_process import ServiceProcess
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus text page, keyed by name and sorted labels."""
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 async def test_readyz_is_503_until_the_server_is_reachable(tmp_path: Path) -> None:
@@ -141,17 +131,15 @@ async def test_metrics_count_decisions_and_time_them(tmp_path: Path) -> None:
     try:
         http = http_port(service)
         await _scripted_connects(server.client_url, service)
-        status, page = await http_get(http, "/metrics")
+        samples = await scrape(http)
         version = service.events()[0]["policy_version"]
     finally:
         code = service.stop()
         server.stop()
-    samples = _samples(page)
 
     def value(name: str, **labels: str) -> float:
         return samples[(name, tuple(sorted(labels.items())))]
 
-    assert status == 200
     assert value("callout_requests_total", decision="allow", reason="none") == 2
     assert value("callout_requests_total", decision="deny", reason="bad_password") == 1
     assert value("callout_requests_total", decision="deny", reason="unknown_user") == 1
@@ -175,6 +163,9 @@ async def test_metrics_count_decisions_and_time_them(tmp_path: Path) -> None:
     assert value("callout_policy_info", version=version) == 1
     assert value("callout_dropped_requests_total", reason="overload") == 0
     assert value("callout_policy_reloads_total", result="success") == 0
+    # alice once (then cached), the wrong password, the unknown name's decoy
+    assert value("callout_secret_checks_total") == 3
+    assert value("callout_secret_cache_entries") == 1
     assert code == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.integration.clients import connect
-from tests.integration.opsenv import PASSWORDS, Keys, bcrypt_hash, policy_yaml
+from tests.integration.opsenv import PASSWORDS, Keys, bcrypt_hash, policy_yaml, scrape
 from tests.natsserver import NatsServer
 from tests.service_process import ServiceProcess
 
@@ -74,6 +75,37 @@ async def test_both_workers_answer_in_one_queue_group(
     assert len(set(_pids(service).values())) == 2
     started = service.events("callout.started")
     assert {r["queue_group"] for r in started} == {"auth-callout"}
+
+
+async def test_a_password_checked_on_one_worker_is_cached_on_both(
+    workers: tuple[NatsServer, ServiceProcess],
+) -> None:
+    """One bcrypt for a user, whichever worker its later connects land on."""
+    server, service = workers
+    service.wait_for_event("callout.http_listening", timeout=15, count=2)
+    ports = [int(r["port"]) for r in service.events("callout.http_listening")]
+
+    nc = await connect(server.client_url, user="alice", password=PASSWORDS["alice"])
+    await nc.close()
+    # the other worker learns it through the supervisor: no event to await
+    # across processes, so watch its /metrics (bounded)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not all([await _metric(p, "callout_secret_cache_entries") for p in ports]):
+        assert asyncio.get_running_loop().time() < deadline, "not shared in 10 s"
+        await asyncio.sleep(0.05)
+    for _ in range(MAX_CONNECTS):
+        nc = await connect(server.client_url, user="alice", password=PASSWORDS["alice"])
+        await nc.close()
+        if _deciders(service) == {0, 1}:
+            break
+
+    assert _deciders(service) == {0, 1}
+    assert [await _metric(p, "callout_secret_cache_entries") for p in ports] == [1, 1]
+    assert sum([await _metric(p, "callout_secret_checks_total") for p in ports]) == 1
+
+
+async def _metric(port: int, name: str) -> float:
+    return (await scrape(port))[(name, ())]
 
 
 def test_sigterm_drains_both_workers_and_exits_0(

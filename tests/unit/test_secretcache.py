@@ -76,3 +76,41 @@ def test_size_is_bounded_and_clear_empties() -> None:
 
     assert size == 2
     assert len(cache) == 0
+
+
+def test_a_success_is_told_and_a_told_digest_is_a_hit() -> None:
+    """Two caches with one key: a success on one is a hit on the other, no check."""
+    key = bytes(range(32))
+    told: list[bytes] = []
+    first, second = Counter(), Counter()
+    one = SecretCache(check=first, key=key)
+    other = SecretCache(check=second, key=key)
+    one.on_success = told.append
+
+    assert one(HASH, "right")
+    assert one(HASH, "right")  # a hit: not told again
+    assert not one(HASH, "wrong")  # a failure: never told
+    for digest in told:
+        other.learn(digest)
+
+    assert len(told) == 1
+    assert other(HASH, "right")
+    assert second.calls == 0
+    assert (one.checks, other.checks) == (2, 0)
+
+
+def test_a_digest_under_another_key_or_of_another_size_is_no_hit() -> None:
+    """What a cache learns only counts under its own key; junk is ignored."""
+    told: list[bytes] = []
+    one = SecretCache(check=Counter(), key=b"a" * 32)
+    one.on_success = told.append
+    counter = Counter()
+    other = SecretCache(check=counter, key=b"b" * 32)
+
+    assert one(HASH, "right")
+    other.learn(told[0])
+    other.learn(b"short")
+
+    assert len(other) == 1
+    assert other(HASH, "right")
+    assert counter.calls == 1

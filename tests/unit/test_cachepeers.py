@@ -1,0 +1,130 @@
+"""The supervisor's hub and the workers' links: one key, successes relayed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import TYPE_CHECKING
+
+import bcrypt
+import pytest
+
+from service.cachepeers import PEER_FD_ENV, Hub, Link
+from service.secretcache import SecretCache
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+HASH = bcrypt.hashpw(b"right", bcrypt.gensalt(4)).decode()
+
+
+def _link(hub: Hub, index: int, monkeypatch: pytest.MonkeyPatch) -> Link:
+    # what a child does with the descriptor it inherits
+    theirs = hub.channel(index)
+    monkeypatch.setenv(PEER_FD_ENV, str(os.dup(theirs.fileno())))
+    theirs.close()
+    link = Link.from_env()
+    assert link is not None
+    return link
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    hub = Hub()
+    yield hub
+    hub.close()
+
+
+def test_every_worker_gets_the_same_key_and_only_through_the_channel(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is the hub's, the same for all, and not in the environment."""
+    links = [_link(hub, i, monkeypatch) for i in range(3)]
+
+    assert {link.key for link in links} == {hub.key}
+    assert len(hub.key) == 32
+    assert hub.key.hex() not in str(os.environ)
+    for link in links:
+        link.close()
+
+
+def test_without_a_channel_there_is_no_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single-process service keeps a cache of its own."""
+    monkeypatch.delenv(PEER_FD_ENV, raising=False)
+
+    assert Link.from_env() is None
+
+
+async def test_a_success_on_one_worker_reaches_the_others(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker 0 checks once; workers 1 and 2 then hit without checking."""
+    links = [_link(hub, i, monkeypatch) for i in range(3)]
+    caches = [SecretCache(key=link.key) for link in links]
+    caches[0].on_success = links[0].tell
+    learned = [asyncio.Event() for _ in links]
+    for cache, event in zip(caches[1:], learned[1:], strict=True):
+        original = cache.learn
+
+        def learn(digest: bytes, original=original, event=event) -> None:  # type: ignore[no-untyped-def]
+            original(digest)
+            event.set()
+
+        cache.learn = learn  # type: ignore[method-assign]
+    tasks = [
+        asyncio.create_task(link.listen(cache))
+        for link, cache in zip(links, caches, strict=True)
+    ]
+
+    assert caches[0](HASH, "right")
+    await asyncio.wait_for(asyncio.gather(learned[1].wait(), learned[2].wait()), 5)
+
+    assert caches[1](HASH, "right")
+    assert caches[2](HASH, "right")
+    assert [c.checks for c in caches] == [1, 0, 0]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for link in links:
+        link.close()
+
+
+async def test_a_worker_stops_listening_when_the_supervisor_is_gone(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EOF on the channel ends `listen`; telling then is a no-op, not an error."""
+    link = _link(hub, 0, monkeypatch)
+    cache = SecretCache(key=link.key)
+
+    hub.close()
+    await asyncio.wait_for(link.listen(cache), 5)
+    link.tell(b"x" * 32)
+
+    assert len(cache) == 0
+    link.close()
+
+
+def test_a_replaced_worker_gets_a_new_channel_and_the_same_key(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted child (same index) is linked again; the old channel is closed."""
+    old = _link(hub, 0, monkeypatch)
+    new = _link(hub, 0, monkeypatch)
+
+    assert new.key == old.key == hub.key
+    old._sock.settimeout(5)
+    assert old._sock.recv(64) == b""
+    old.close()
+    new.close()
+
+
+def test_channels_are_packet_sockets() -> None:
+    """One recv is one digest: SOCK_SEQPACKET keeps the boundaries."""
+    hub = Hub()
+    theirs = hub.channel(0)
+    try:
+        assert theirs.type == socket.SOCK_SEQPACKET
+    finally:
+        theirs.close()
+        hub.close()
