@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from service.claims import (
@@ -42,6 +43,7 @@ from service.errors import (
     ExpiredRequest,
     KeyFormatError,
     MalformedRequest,
+    RequestError,
     UntrustedServer,
 )
 from service.keys import (
@@ -330,6 +332,25 @@ def encode_account_jwt(claims: AccountClaims, signer: KeyPair, *, now: int) -> s
 # --- decoding -------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """What a JWT's signature covers: checked by `verify`, maybe later."""
+
+    issuer: str
+    signing_input: bytes
+    signature: bytes
+
+    def verify(self) -> None:
+        """
+        Raises:
+            BadSignature: The signature does not verify against `issuer`.
+        """
+        if not verify(self.issuer, self.signing_input, self.signature):
+            raise BadSignature(
+                f"signature does not verify against issuer {self.issuer!r}"
+            )
+
+
 def decode_jwt(token: str | bytes, *prefixes: Prefix) -> dict[str, Any]:
     """
     Verify a v2 NATS JWT's header and signature and return its payload.
@@ -345,6 +366,13 @@ def decode_jwt(token: str | bytes, *prefixes: Prefix) -> dict[str, Any]:
         BadSignature: The signature does not verify against `iss`.
         UntrustedServer: `iss` is not a key of an accepted kind.
     """
+    payload, signed = read_jwt(token, *prefixes)
+    signed.verify()
+    return payload
+
+
+def read_jwt(token: str | bytes, *prefixes: Prefix) -> tuple[dict[str, Any], Signed]:
+    """`decode_jwt` but for the signature, returned to verify (`Signed.verify`)."""
     raw = token.encode("ascii", "replace") if isinstance(token, str) else token
     if len(raw) > MAX_TOKEN_SIZE:
         raise MalformedRequest(f"token of {len(raw)} bytes exceeds {MAX_TOKEN_SIZE}")
@@ -368,9 +396,8 @@ def decode_jwt(token: str | bytes, *prefixes: Prefix) -> dict[str, Any]:
     if prefixes and kind not in prefixes:
         wanted = ", ".join(p.name.lower() for p in prefixes)
         raise UntrustedServer(f"issuer is a {kind.name.lower()} key, expected {wanted}")
-    if not verify(issuer, raw[: len(parts[0]) + len(parts[1]) + 1], signature):
-        raise BadSignature(f"signature does not verify against issuer {issuer!r}")
-    return payload
+    signing_input = raw[: len(parts[0]) + len(parts[1]) + 1]
+    return payload, Signed(issuer, signing_input, signature)
 
 
 def _check_header(segment: bytes) -> None:
@@ -451,10 +478,45 @@ def decode_request(
     Raises:
         RequestError: Any subclass; the request must not be answered.
     """
+    request, signed = read_request(payload, headers, now=now, xkey=xkey)
+    signed.verify()
+    return request
+
+
+def read_request(
+    payload: bytes,
+    headers: Mapping[str, str] | None = None,
+    *,
+    now: float,
+    xkey: CurveKeyPair | None = None,
+) -> tuple[AuthRequest, Signed]:
+    """
+    `decode_request` but for the signature check, which the caller must make
+    (`Signed.verify`) before it answers or trusts anything in the request.
+
+    Every other check is made here. When one fails the signature is checked
+    first, so a request gets the same reason code either way (a forged
+    request is `bad_signature`, whatever else is wrong with it).
+
+    Raises:
+        RequestError: Any subclass but BadSignature, unless something else
+            is wrong with the request too.
+    """
     if len(payload) > MAX_TOKEN_SIZE + 64:
         raise MalformedRequest(f"request of {len(payload)} bytes is too large")
     token, header_xkey = unseal(payload, headers, xkey)
-    claims = decode_jwt(token, Prefix.SERVER)
+    claims, signed = read_jwt(token, Prefix.SERVER)
+    try:
+        request = _request(claims, header_xkey, now)
+    except RequestError:
+        signed.verify()
+        raise
+    return request, signed
+
+
+def _request(
+    claims: dict[str, Any], header_xkey: str | None, now: float
+) -> AuthRequest:
     nats = claims["nats"]
     if nats.get("type") != "authorization_request":
         raise MalformedRequest("not an authorization_request")

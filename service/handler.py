@@ -88,6 +88,12 @@ class Outcome:
         return fields
 
 
+def _abort(exc: RequestError) -> Outcome:
+    return Outcome(
+        decision="abort", reply=None, reason=exc.reason, server_id=exc.server_id
+    )
+
+
 def client_type(request: AuthRequest) -> str:
     """The client's connection type as the log and policy name it."""
     if request.client_info.kind == "Leafnode":
@@ -119,19 +125,31 @@ def handle(
     *,
     ctx: HandlerContext,
     now: float,
+    verify_late: bool = False,
 ) -> Outcome:
     """
     Turn one auth request into a signed (and maybe sealed) response.
 
-    Never raises for a bad request: that is an abort outcome.
+    Never raises for a bad request: that is an abort outcome. With
+    `verify_late` the request's signature is checked after the policy
+    decision instead of before it (still before anything is signed or
+    answered): the fast lane's attempts end with an exception when the
+    decision needs bcrypt, and such a request is decided again, verified
+    first, on the cold lane; its first attempt need not pay for a check
+    the second makes anyway.
     """
     try:
-        request = codec.decode_request(payload, headers, now=now, xkey=ctx.xkey)
+        request, signed = codec.read_request(payload, headers, now=now, xkey=ctx.xkey)
+        if not verify_late:
+            signed.verify()
     except RequestError as exc:
-        return Outcome(
-            decision="abort", reply=None, reason=exc.reason, server_id=exc.server_id
-        )
+        return _abort(exc)
     decision = evaluate(ctx.policy, request, int(now), check_secret=ctx.check_secret)
+    if verify_late:
+        try:
+            signed.verify()
+        except RequestError as exc:
+            return _abort(exc)
     verdict: Literal["allow", "deny"]
     if isinstance(decision, Allow):
         signer = ctx.signers[decision.account]
