@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import bcrypt
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from service import codec
+from service import codec, keys
 from service.claims import SERVER_XKEY_HEADER
+from service.errors import BadSignature
 from service.handler import HandlerContext, handle
 from service.keys import CurveKeyPair, KeyPair, Prefix
 from service.policy import parse_policy
@@ -189,3 +191,84 @@ def test_random_bytes_are_aborted(payload: bytes, header: str | None) -> None:
 
     assert outcome.decision == "abort"
     assert outcome.reply is None
+
+
+class _Deferred(Exception):
+    """What the fast lane's secret check raises on a cache miss (like Cold)."""
+
+
+def _defer(hashed: str, secret: str) -> bool:
+    raise _Deferred
+
+
+def _forged(password: str) -> bytes:
+    claims = request_claims(
+        SERVER,
+        issuer_account=ISSUER.public_key,
+        connect_opts={"user": "john-doe", "pass": password},
+    )
+    return sign_token(claims, KeyPair.create(Prefix.SERVER))
+
+
+def test_late_verification_aborts_a_forged_request_of_a_cached_identity() -> None:
+    """Verified after the decision, a forged request still gets no reply."""
+    cache = SecretCache()
+    ctx = HandlerContext(
+        issuer=ISSUER, xkey=None, policy=POLICY, check_secret=cache, signers=SIGNERS
+    )
+    body, _ = make_request(
+        SERVER,
+        issuer_account=ISSUER.public_key,
+        connect_opts={"user": "john-doe", "pass": PASSWORD},
+    )
+    assert handle(body, None, ctx=ctx, now=NOW).decision == "allow"  # now cached
+
+    outcome = handle(_forged(PASSWORD), None, ctx=ctx, now=NOW, verify_late=True)
+
+    assert (outcome.decision, outcome.reply) == ("abort", None)
+    assert outcome.reason == "bad_signature"
+
+
+def test_late_verification_defers_without_checking_the_signature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decision that needs bcrypt leaves before the Ed25519 check; the
+    verify-first attempt refuses a forged request before any secret check."""
+    checked: list[str] = []
+    real_verify = keys.verify
+
+    def counting(key: str, data: bytes, signature: bytes) -> bool:
+        checked.append(key)
+        return real_verify(key, data, signature)
+
+    monkeypatch.setattr(codec, "verify", counting)
+    ctx = HandlerContext(
+        issuer=ISSUER, xkey=None, policy=POLICY, check_secret=_defer, signers=SIGNERS
+    )
+    body, _ = make_request(
+        SERVER,
+        issuer_account=ISSUER.public_key,
+        connect_opts={"user": "john-doe", "pass": PASSWORD},
+    )
+
+    with pytest.raises(_Deferred):
+        handle(body, None, ctx=ctx, now=NOW, verify_late=True)
+    assert checked == []
+    outcome = handle(_forged(PASSWORD), None, ctx=ctx, now=NOW)  # no _Deferred
+    assert outcome.reason == "bad_signature"
+    assert checked == [SERVER.id]
+
+
+def test_read_request_reports_a_forgery_first_like_decode_request() -> None:
+    """Forged and expired: both entry points say bad_signature, not expired."""
+    forged = _forged(PASSWORD)
+    later = NOW + 3600
+
+    with pytest.raises(BadSignature):
+        codec.decode_request(forged, None, now=later)
+    with pytest.raises(BadSignature):
+        codec.read_request(forged, None, now=later)
+    request, signed = codec.read_request(forged, None, now=NOW)
+    assert request.connect_opts.user == "john-doe"
+    with pytest.raises(BadSignature):
+        signed.verify()
