@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 PEER_FD_ENV = "NATS_AUTH_CALLOUT_PEER_FD"
 _PACKET = max(KEY_SIZE, DIGEST_SIZE)
+_KEY_WAIT = 5.0  # seconds; the supervisor sent the key before starting us
 
 log = structlog.get_logger("callout")
 
@@ -101,11 +102,23 @@ class Link:
         fd = os.environ.get(PEER_FD_ENV, "")
         if not fd.isdigit():
             return None
-        sock = socket.socket(fileno=int(fd))
-        key = sock.recv(_PACKET)  # sent before we were started: no wait
+        try:
+            sock = socket.socket(fileno=int(fd))
+        except OSError as exc:  # not ours: a stray variable, say
+            log.warning("callout.cache_sharing_off", error=type(exc).__name__)
+            return None
+        try:
+            sock.settimeout(_KEY_WAIT)  # sent before we were started: no wait
+            key = sock.recv(_PACKET)
+        except OSError as exc:
+            key, error = b"", type(exc).__name__
+        else:
+            error = "no key"
         if len(key) != KEY_SIZE:
+            log.warning("callout.cache_sharing_off", error=error)
             sock.close()
             return None
+        sock.settimeout(None)
         return cls(sock, key)
 
     def tell(self, digest: bytes) -> None:

@@ -128,3 +128,16 @@ def test_channels_are_packet_sockets() -> None:
     finally:
         theirs.close()
         hub.close()
+
+
+def test_a_stray_descriptor_turns_sharing_off_not_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A variable naming no socket, or a channel without a key: no link, no error."""
+    monkeypatch.setenv(PEER_FD_ENV, "987654")  # not an open descriptor
+    assert Link.from_env() is None
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.close()  # the key never comes: EOF
+    monkeypatch.setenv(PEER_FD_ENV, str(theirs.detach()))
+    assert Link.from_env() is None
