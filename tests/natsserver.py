@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, Self
 
+from tests.processes import Managed, stop_process
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from types import TracebackType
 
 READY_TIMEOUT = 10.0
 _CLIENT_RE = re.compile(r"Listening for client connections on 127\.0\.0\.1:(\d+)")
@@ -74,7 +75,7 @@ def render_config(
     return "\n".join(head) + "\n\n" + body.strip() + "\n"
 
 
-class NatsServer:
+class NatsServer(Managed):
     """One ``nats-server`` process; ``start()`` it or use it as a context manager."""
 
     def __init__(
@@ -120,6 +121,10 @@ class NatsServer:
         if self.ws_port <= 0:
             raise RuntimeError("server has no websocket listener (or not started)")
         return f"ws://127.0.0.1:{self.ws_port}"
+
+    def url_for(self, transport: str) -> str:
+        """The WebSocket listener's URL for ``"websocket"``, else the TCP one's."""
+        return self.ws_url if transport == "websocket" else self.client_url
 
     @property
     def running(self) -> bool:
@@ -227,34 +232,13 @@ class NatsServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._drain is not None:
-            self._drain.join(5)
-            self._drain = None
-        if proc.stdout is not None:
-            proc.stdout.close()
+        drain, self._drain = self._drain, None
+        stop_process(proc, drain, timeout=5)
 
     def restart(self) -> Self:
         """Stop, then start again with the same config on the same ports."""
         self.stop()
         return self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class ServerFactory(Protocol):

@@ -11,15 +11,16 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, Any, Self
 
+from tests.processes import Managed, stop_process
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
-    from types import TracebackType
 
 Record = dict[str, Any]
 
 
-class ServiceProcess:
+class ServiceProcess(Managed):
     """The service as a real process; stdout is drained into `lines`/`records`."""
 
     def __init__(
@@ -110,30 +111,8 @@ class ServiceProcess:
         """Signal the process and return its exit code."""
         if self._proc is None:
             return 0
-        if self._proc.poll() is None:
-            self._proc.send_signal(sig)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._reader is not None:
-            self._reader.join(5)
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-        return self._proc.returncode
+        return stop_process(self._proc, self._reader, sig=sig, timeout=timeout)
 
     @property
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
