@@ -18,7 +18,7 @@ from pathlib import Path
 import bcrypt
 import structlog
 
-from service import __version__
+from service import __version__, reload
 from service.claims import (
     AuthRequest,
     ClientInfo,
@@ -41,7 +41,6 @@ from service.keys import CurveKeyPair, KeyPair, Prefix
 from service.log import configure_logging
 from service.policy import Policy, describe, evaluate, load_policy
 from service.secretcache import bcrypt_check
-from service.signers import AccountSigner, build_signers
 from service.supervisor import Supervisor, bind_worker_index
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -137,28 +136,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _startup(
     env_file: Path | None,
-) -> tuple[Settings, Keys, Policy, dict[str, AccountSigner]]:
+) -> tuple[Settings, Keys, reload.Loaded]:
     settings = load_settings(env_file)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     problems = login_problems(settings)
     if problems:
         raise ConfigError("; ".join(problems))
     keys = load_keys(settings)
-    policy = load_policy(settings.policy_file)
-    signers = build_signers(
-        policy,
-        mode=settings.mode,
-        issuer=keys.issuer,
-        issuer_account=settings.issuer_account,
-        base_dir=settings.policy_file.parent,
-    )
-    return settings, keys, policy, signers
+    return settings, keys, reload.load(settings, keys)
 
 
 def _run(args: argparse.Namespace) -> int:
     configure_logging()
     try:
-        settings, keys, policy, signers = _startup(args.env_file)
+        settings, keys, loaded = _startup(args.env_file)
     except (ConfigError, PolicyError) as exc:
         # an expected, explained failure: the message is the point, not a traceback
         structlog.get_logger("callout").error("callout.startup_failed", error=str(exc))
@@ -168,11 +159,11 @@ def _run(args: argparse.Namespace) -> int:
         return Supervisor(settings, workers, args.env_file).run()
     bind_worker_index()
     log = structlog.get_logger("callout")
-    for warning in startup_warnings(settings, policy):
+    for warning in startup_warnings(settings, loaded.policy):
         log.warning("callout.config_warning", warning=warning)
     from service.worker import serve  # noqa: PLC0415 - keep nats out of other commands
 
-    asyncio.run(serve(settings, keys, policy, signers))
+    asyncio.run(serve(settings, keys, loaded.policy, loaded.signers))
     return EXIT_OK
 
 
@@ -206,12 +197,19 @@ def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
     return out
 
 
-def _check(args: argparse.Namespace) -> int:
+def _load_or_report(path: Path) -> Policy | None:
+    """The policy file loaded, or None after printing its problems to stderr."""
     try:
-        policy = load_policy(args.policy)
+        return load_policy(path)
     except PolicyError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)  # noqa: T201
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    policy = _load_or_report(args.policy)
+    if policy is None:
         return EXIT_FAIL
     print(  # noqa: T201
         f"{args.policy}: ok ({len(policy.users)} users, {len(policy.roles)} roles, "
@@ -253,11 +251,8 @@ def explain_request(args: argparse.Namespace) -> AuthRequest:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)  # noqa: T201
+    policy = _load_or_report(args.policy)
+    if policy is None:
         return EXIT_USAGE
     try:
         request = explain_request(args)

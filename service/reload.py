@@ -78,6 +78,8 @@ def load(settings: Settings, keys: Keys) -> Loaded:
     """
     Read the policy file and build its signers (blocking; run it on a thread).
 
+    The one sequence for both startup (`service.cli`) and every reload.
+
     Raises:
         PolicyError: The policy is invalid (problems carry file and line).
         ConfigError: Operator-mode signing keys are missing or wrong.

@@ -11,12 +11,10 @@ from typing import TYPE_CHECKING
 import bcrypt
 import pytest
 
-from service import codec, scaffold
+from service import codec, reload, scaffold
 from service.cli import main
 from service.config import load_keys, load_settings, login_problems
 from service.keys import CurveKeyPair, KeyPair, Prefix
-from service.policy import load_policy
-from service.signers import build_signers
 from tests.natsserver import check_config
 
 if TYPE_CHECKING:
@@ -107,14 +105,8 @@ def test_settings_keys_and_policy_load_as_the_service_loads_them(
 
     settings = load_settings(directory / "callout.env")
     keys = load_keys(settings)
-    policy = load_policy(settings.policy_file)
-    signers = build_signers(
-        policy,
-        mode=settings.mode,
-        issuer=keys.issuer,
-        issuer_account=settings.issuer_account,
-        base_dir=settings.policy_file.parent,
-    )
+    loaded = reload.load(settings, keys)
+    policy, signers = loaded.policy, loaded.signers
 
     assert settings.mode == mode
     assert login_problems(settings) == []
