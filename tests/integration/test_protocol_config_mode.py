@@ -23,13 +23,16 @@ from nats.aio.client import Client
 from service.claims import AuthRequest, Permission, UserClaims
 from service.errors import EncryptionMismatch
 from service.keys import CurveKeyPair, KeyPair, Prefix
+from tests.integration.protocol import (  # noqa: F401 - the fixture matrix
+    encryption_fixture,
+    publish_and_receive,
+    transport_fixture,
+)
 from tests.integration.responder import Responder
 from tests.natsserver import config_mode_body
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
-
-    from nats.aio.msg import Msg
 
     from tests.natsserver import NatsServer, ServerFactory
 
@@ -51,9 +54,7 @@ class Env:
     @property
     def url(self) -> str:
         """Where the client connects: the TCP or the WebSocket listener."""
-        if self.transport == "websocket":
-            return self.server.ws_url
-        return self.server.client_url
+        return self.server.url_for(self.transport)
 
     def responder(self, decide: Callable[[AuthRequest], UserClaims | str]) -> Responder:
         """The service user's responder; it always connects over TCP."""
@@ -65,16 +66,6 @@ class Env:
             user="auth",
             password="pwd",
         )
-
-
-@pytest.fixture(name="encryption", params=["plain", "xkey"])
-def _encryption(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(name="transport", params=["tcp", "websocket"])
-def _transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture(name="env")
@@ -176,15 +167,9 @@ async def test_granted_user_round_trips_on_own_subjects(env: Env) -> None:
     """(a) The callout-issued permissions let john-doe use users.john-doe.>."""
     async with asyncio.timeout(5), env.responder(grant_john_doe()) as responder:
         async with john_doe(env.url) as nc:
-            received: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-
-            async def on_msg(msg: Msg) -> None:
-                if not received.done():
-                    received.set_result(msg)
-
-            await nc.subscribe("users.john-doe.>", cb=on_msg)
-            await nc.publish("users.john-doe.x", b"hello")
-            msg = await received
+            msg = await publish_and_receive(
+                nc, "users.john-doe.>", "users.john-doe.x", b"hello"
+            )
         outcome = await responder.wait_handled()
 
     assert "users.john-doe.x" == msg.subject

@@ -30,14 +30,17 @@ from service.claims import (
     UserClaims,
 )
 from service.keys import CurveKeyPair, KeyPair, Prefix
+from tests.integration.protocol import (  # noqa: F401 - the fixture matrix
+    encryption_fixture,
+    publish_and_receive,
+    transport_fixture,
+)
 from tests.integration.responder import Responder
 from tests.natsserver import check_config, operator_mode_body
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
-
-    from nats.aio.msg import Msg
 
     from tests.natsserver import NatsServer, ServerFactory
 
@@ -65,9 +68,7 @@ class Env:
     @property
     def url(self) -> str:
         """Where the client connects: the TCP or the WebSocket listener."""
-        if self.transport == "websocket":
-            return self.server.ws_url
-        return self.server.client_url
+        return self.server.url_for(self.transport)
 
     def responder(
         self,
@@ -118,16 +119,6 @@ def build_setup(tmp_path: Path, *, xkey: CurveKeyPair | None) -> OperatorSetup:
     return OperatorSetup(
         body, setup.auth, setup.app, setup.app_signing, other, creds, setup.sentinel_jwt
     )
-
-
-@pytest.fixture(name="encryption", params=["plain", "xkey"])
-def _encryption(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(name="transport", params=["tcp", "websocket"])
-def _transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture(name="env")
@@ -207,15 +198,7 @@ async def test_sentinel_user_is_placed_in_app_by_a_signing_key(env: Env) -> None
     decide = place_in(env.app, issuer_account=env.app.public_key)
     async with asyncio.timeout(5), env.responder(decide) as responder:
         async with alice(env.url) as nc:
-            received: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-
-            async def on_msg(msg: Msg) -> None:
-                if not received.done():
-                    received.set_result(msg)
-
-            await nc.subscribe("orders.>", cb=on_msg)
-            await nc.publish("orders.new", b"42")
-            msg = await received
+            msg = await publish_and_receive(nc, "orders.>", "orders.new", b"42")
             reply = await nc.request(USER_INFO, b"", timeout=2)
         outcome = await responder.wait_handled()
     info = json.loads(reply.data)["data"]
