@@ -189,7 +189,12 @@ async def test_two_replicas_serve_a_cluster_through_restart_and_kill(
 
     assert first == ["ok"] * 3
     assert set(results) <= {"refused", "lost"}
-    assert results.count("lost") <= held <= CONCURRENCY
+    # Lost: requests B held when killed, and those n0/n1 routed towards B
+    # before its RS- reached them (n2 has nobody to give them to). A client
+    # has one attempt in flight and a lost one takes the whole auth timeout,
+    # far longer than that window: at most one loss per client.
+    assert held <= CONCURRENCY
+    assert results.count("lost") <= CONCURRENCY
     assert after_kill == ["ok"] * 12
     assert after_restart == ["ok"] * 3
     assert codes[0] == 0
