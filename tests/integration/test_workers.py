@@ -65,11 +65,7 @@ async def test_both_workers_answer_in_one_queue_group(
 ) -> None:
     """Two processes, each with its own worker index, both authorize clients."""
     server, service = workers
-    for _ in range(MAX_CONNECTS):
-        nc = await connect(server.client_url, user="alice", password=PASSWORDS["alice"])
-        await nc.close()
-        if _deciders(service) == {0, 1}:
-            break
+    await _until_both_decided(server, service)
 
     assert _deciders(service) == {0, 1}
     assert len(set(_pids(service).values())) == 2
@@ -93,15 +89,20 @@ async def test_a_password_checked_on_one_worker_is_cached_on_both(
     while not all([await _metric(p, "callout_secret_cache_entries") for p in ports]):
         assert asyncio.get_running_loop().time() < deadline, "not shared in 10 s"
         await asyncio.sleep(0.05)
-    for _ in range(MAX_CONNECTS):
-        nc = await connect(server.client_url, user="alice", password=PASSWORDS["alice"])
-        await nc.close()
-        if _deciders(service) == {0, 1}:
-            break
+    await _until_both_decided(server, service)
 
     assert _deciders(service) == {0, 1}
     assert [await _metric(p, "callout_secret_cache_entries") for p in ports] == [1, 1]
     assert sum([await _metric(p, "callout_secret_checks_total") for p in ports]) == 1
+
+
+async def _until_both_decided(server: NatsServer, service: ServiceProcess) -> None:
+    """Connect as alice until each worker has authorized her at least once."""
+    for _ in range(MAX_CONNECTS):
+        nc = await connect(server.client_url, user="alice", password=PASSWORDS["alice"])
+        await nc.close()
+        if _deciders(service) == {0, 1}:
+            return
 
 
 async def _metric(port: int, name: str) -> float:

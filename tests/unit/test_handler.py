@@ -201,6 +201,15 @@ def _defer(hashed: str, secret: str) -> bool:
     raise _Deferred
 
 
+def _genuine(password: str) -> bytes:
+    body, _ = make_request(
+        SERVER,
+        issuer_account=ISSUER.public_key,
+        connect_opts={"user": "john-doe", "pass": password},
+    )
+    return body
+
+
 def _forged(password: str) -> bytes:
     claims = request_claims(
         SERVER,
@@ -216,11 +225,7 @@ def test_late_verification_aborts_a_forged_request_of_a_cached_identity() -> Non
     ctx = HandlerContext(
         issuer=ISSUER, xkey=None, policy=POLICY, check_secret=cache, signers=SIGNERS
     )
-    body, _ = make_request(
-        SERVER,
-        issuer_account=ISSUER.public_key,
-        connect_opts={"user": "john-doe", "pass": PASSWORD},
-    )
+    body = _genuine(PASSWORD)
     assert handle(body, None, ctx=ctx, now=NOW).decision == "allow"  # now cached
 
     outcome = handle(_forged(PASSWORD), None, ctx=ctx, now=NOW, verify_late=True)
@@ -245,11 +250,7 @@ def test_late_verification_defers_without_checking_the_signature(
     ctx = HandlerContext(
         issuer=ISSUER, xkey=None, policy=POLICY, check_secret=_defer, signers=SIGNERS
     )
-    body, _ = make_request(
-        SERVER,
-        issuer_account=ISSUER.public_key,
-        connect_opts={"user": "john-doe", "pass": PASSWORD},
-    )
+    body = _genuine(PASSWORD)
 
     with pytest.raises(_Deferred):
         handle(body, None, ctx=ctx, now=NOW, verify_late=True)
