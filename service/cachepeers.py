@@ -12,8 +12,10 @@ The channel is a SOCK_SEQPACKET socketpair per worker, inherited by the
 child (its descriptor number in `PEER_FD_ENV`): one packet is the key (the
 first, from the supervisor) or one digest. The key never appears in an
 environment, argument list, file or log. Sharing is best effort: a packet
-that would block is dropped (that worker then pays one bcrypt), and a
-worker whose supervisor is gone keeps its own cache.
+that would block is dropped (that worker then pays one bcrypt), a worker
+whose supervisor is gone keeps its own cache, and a worker started again
+after a crash learns only the successes that come after it (the parent
+keeps no digests).
 """
 
 from __future__ import annotations
