@@ -208,6 +208,11 @@ class Worker:
                 await msg.respond(reply)
             except NatsError as exc:
                 log.warning("callout.reply_failed", error=type(exc).__name__)
+                return
+            # nats-py only queues the reply and wakes its flusher task: give
+            # way once, so the reply is on the wire before the log line and
+            # metrics that follow (~0.1 ms of every connect otherwise)
+            await asyncio.sleep(0)
 
         # awaited: a decision without bcrypt is made and answered before
         # nats-py hands us the next message (back-pressure, see dispatch.py)

@@ -1,0 +1,65 @@
+"""The worker's reply path: the reply leaves before the request's log line."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+from service.config import Keys, Settings
+from service.worker import Worker
+from tests.factories import FakeServer, make_request
+from tests.unit.test_dispatch import ISSUER, PASSWORD, SIGNERS, _policy
+
+if TYPE_CHECKING:
+    import pytest
+    from nats.aio.msg import Msg
+
+
+class _Msg:
+    """Does what nats-py's Msg.respond does: queue, and wake the flusher task."""
+
+    def __init__(self, data: bytes, order: list[str]) -> None:
+        self.data, self.headers, self._order = data, None, order
+
+    @classmethod
+    def of(cls, data: bytes, order: list[str]) -> Msg:
+        return cast("Msg", cls(data, order))
+
+    async def respond(self, reply: bytes) -> None:
+        assert reply
+        asyncio.get_running_loop().call_soon(self._order.append, "reply written")
+
+
+async def test_the_reply_is_written_before_the_log_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Logging and metrics wait for the flusher: they are not on the connect path."""
+    order: list[str] = []
+    worker = Worker(
+        Settings(),
+        Keys(issuer=ISSUER, xkey=None),
+        _policy(),
+        SIGNERS,
+    )
+    body, _ = make_request(
+        FakeServer(),
+        issuer_account=ISSUER.public_key,
+        connect_opts={"user": "john-doe", "pass": PASSWORD},
+        now=int(time.time()),
+    )
+    await worker._on_msg(_Msg.of(body, []))  # first: bcrypt, then cached
+    await worker.dispatcher.wait()
+    recorder = worker.dispatcher._record  # the one place a request is logged
+    logged = recorder.outcome
+
+    def outcome(*args: Any, **kwargs: Any) -> None:
+        order.append("logged")
+        logged(*args, **kwargs)
+
+    monkeypatch.setattr(recorder, "outcome", outcome)
+
+    await worker._on_msg(_Msg.of(body, order))  # answered inline
+
+    assert order == ["reply written", "logged"]
+    worker.dispatcher.close()
