@@ -6,13 +6,14 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+import pytest
+
 from service.config import Keys, Settings
 from service.worker import Worker
 from tests.factories import FakeServer, make_request
 from tests.unit.test_dispatch import ISSUER, PASSWORD, SIGNERS, _policy
 
 if TYPE_CHECKING:
-    import pytest
     from nats.aio.msg import Msg
 
 
@@ -31,10 +32,28 @@ class _Msg:
         asyncio.get_running_loop().call_soon(self._order.append, "reply written")
 
 
-async def test_the_reply_is_written_before_the_log_line(
-    monkeypatch: pytest.MonkeyPatch,
+class _Backlog:
+    """A subscription with messages waiting behind the current one."""
+
+    pending_msgs = 3
+
+
+@pytest.mark.parametrize(
+    ("backlog", "expected"),
+    [
+        (False, ["reply written", "logged"]),
+        (True, ["logged", "reply written"]),
+    ],
+    ids=["idle: reply first", "backlog: replies batched"],
+)
+async def test_the_reply_is_written_before_the_log_line_unless_more_wait(
+    monkeypatch: pytest.MonkeyPatch, *, backlog: bool, expected: list[str]
 ) -> None:
-    """Logging and metrics wait for the flusher: they are not on the connect path."""
+    """
+    Idle, logging and metrics wait for the flusher: they are not on the
+    connect path. With a backlog the worker goes on to the next request,
+    so that the flusher writes many replies at once.
+    """
     order: list[str] = []
     worker = Worker(
         Settings(),
@@ -58,8 +77,11 @@ async def test_the_reply_is_written_before_the_log_line(
         logged(*args, **kwargs)
 
     monkeypatch.setattr(recorder, "outcome", outcome)
+    if backlog:
+        monkeypatch.setattr(worker, "_sub", _Backlog())
 
     await worker._on_msg(_Msg.of(body, order))  # answered inline
+    await asyncio.sleep(0)  # the flusher's turn, if it has not had it
 
-    assert order == ["reply written", "logged"]
+    assert order == expected
     worker.dispatcher.close()
