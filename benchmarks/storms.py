@@ -10,7 +10,9 @@ Run from the repository root (part of `make bench`):
 Every scenario runs three stacks in this one invocation, on the same users
 (stormenv.py): the floor (nats-server, plaintext passwords in its config),
 the callout (nats-server + this service, cost-12 hashes in the policy) and
-the usual alternative (nats-server with the same hashes in its config).
+the usual alternative (nats-server with the same hashes in its config);
+scenarios 2 and 3 also a fourth, minimal (minimalresponder.py: the least a
+correct responder does, a lower bound for any callout).
 Scenarios: 1 handler alone, 2 sequential connects, 3 warm storm, 4
 reconnect storm, 5 cold storm, 6 saturation. Ratios are against the floor
 unless a row names another reference. Everything runs on loopback; every
