@@ -2,7 +2,7 @@
 A cache of successful secret checks, so reconnect storms skip bcrypt.
 
 bcrypt costs ~0.3 s of CPU at cost 12; the server gives the callout 2 s.
-Only successes are cached, keyed by an HMAC under a per-process random key:
+Only successes are cached, keyed by an HMAC under a random key made at startup:
 the cache holds nothing that helps anyone recover or replay a secret, and a
 wrong secret always pays the full bcrypt price. It is bounded, entries
 expire, and `clear()` runs on every policy change.
