@@ -92,9 +92,8 @@ class Dispatcher:
             check=check_or_defer,
             ttl=settings.cache_ttl,
             key=None if peers is None else peers.key,
+            on_success=None if peers is None else peers.tell,
         )
-        if peers is not None:
-            self.secret_cache.on_success = peers.tell
         self._ctx = HandlerContext(
             issuer=keys.issuer,
             xkey=keys.xkey,

@@ -60,6 +60,7 @@ class SecretCache:
         check: Callable[[str, str], bool] = bcrypt_check,
         clock: Callable[[], float] = time.monotonic,
         key: bytes | None = None,
+        on_success: Callable[[bytes], None] | None = None,
     ) -> None:
         self._key = key if key is not None else os.urandom(KEY_SIZE)
         self._ttl = ttl
@@ -72,7 +73,7 @@ class SecretCache:
         self.misses = 0
         self.checks = 0  # secret checks run (bcrypt), hits and misses aside
         # Called with the digest of each new success (from a checking thread).
-        self.on_success: Callable[[bytes], None] | None = None
+        self._on_success = on_success
 
     def _digest(self, hashed: str, secret: str) -> bytes:
         msg = hashed.encode() + b"\0" + secret.encode()
@@ -94,8 +95,8 @@ class SecretCache:
         if not ok:
             return False
         self.learn(digest)
-        if self.on_success is not None:
-            self.on_success(digest)
+        if self._on_success is not None:
+            self._on_success(digest)
         return True
 
     def learn(self, digest: bytes) -> None:

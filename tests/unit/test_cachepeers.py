@@ -61,8 +61,9 @@ async def test_a_success_on_one_worker_reaches_the_others(
 ) -> None:
     """Worker 0 checks once; workers 1 and 2 then hit without checking."""
     links = [_link(hub, i, monkeypatch) for i in range(3)]
-    caches = [SecretCache(key=link.key) for link in links]
-    caches[0].on_success = links[0].tell
+    caches = [SecretCache(key=links[0].key, on_success=links[0].tell)] + [
+        SecretCache(key=link.key) for link in links[1:]
+    ]
     learned = [asyncio.Event() for _ in links]
     for cache, event in zip(caches[1:], learned[1:], strict=True):
         original = cache.learn

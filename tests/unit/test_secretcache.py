@@ -83,9 +83,8 @@ def test_a_success_is_told_and_a_told_digest_is_a_hit() -> None:
     key = bytes(range(32))
     told: list[bytes] = []
     first, second = Counter(), Counter()
-    one = SecretCache(check=first, key=key)
+    one = SecretCache(check=first, key=key, on_success=told.append)
     other = SecretCache(check=second, key=key)
-    one.on_success = told.append
 
     assert one(HASH, "right")
     assert one(HASH, "right")  # a hit: not told again
@@ -102,8 +101,7 @@ def test_a_success_is_told_and_a_told_digest_is_a_hit() -> None:
 def test_a_digest_under_another_key_or_of_another_size_is_no_hit() -> None:
     """What a cache learns only counts under its own key; junk is ignored."""
     told: list[bytes] = []
-    one = SecretCache(check=Counter(), key=b"a" * 32)
-    one.on_success = told.append
+    one = SecretCache(check=Counter(), key=b"a" * 32, on_success=told.append)
     counter = Counter()
     other = SecretCache(check=counter, key=b"b" * 32)
 
