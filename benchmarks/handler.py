@@ -27,12 +27,13 @@ if str(ROOT) not in sys.path:
 
 from micro import measure  # noqa: E402
 
-from service import codec  # noqa: E402
-from service.claims import Permission, UserClaims  # noqa: E402
+from service.dispatch.logincache import LoginCache  # noqa: E402
 from service.handler import HandlerContext, handle  # noqa: E402
-from service.keys import KeyPair, Prefix  # noqa: E402
 from service.policy import parse_policy  # noqa: E402
-from service.secretcache import SecretCache  # noqa: E402
+from service.protocol.claims import Permission, UserClaims  # noqa: E402
+from service.protocol.nkeys import KeyPair, Prefix  # noqa: E402
+from service.protocol.request import decode_request  # noqa: E402
+from service.protocol.response import encode_response, encode_user_jwt  # noqa: E402
 from service.signers import AccountSigner  # noqa: E402
 from tests.factories import (  # noqa: E402
     NOW,
@@ -72,17 +73,17 @@ def decisions(calls: int = 2000) -> list[tuple[str, float]]:
         issuer=issuer,
         xkey=None,
         policy=policy,
-        check_secret=SecretCache(),
+        check_secret=LoginCache(),
         signers=signers,
     )
     fresh = HandlerContext(
         issuer=issuer,
         xkey=None,
         policy=policy,
-        check_secret=SecretCache(max_entries=0),
+        check_secret=LoginCache(max_entries=0),
         signers=signers,
     )
-    req = codec.decode_request(*good, now=NOW)
+    req = decode_request(*good, now=NOW)
     claims = UserClaims(
         subject=req.user_nkey,
         audience="APP",
@@ -93,9 +94,9 @@ def decisions(calls: int = 2000) -> list[tuple[str, float]]:
     )
 
     def baseline() -> object:
-        r = codec.decode_request(*good, now=NOW)
-        user = codec.encode_user_jwt(claims, issuer, now=NOW)
-        return codec.encode_response(r, issuer, now=NOW, jwt=user)
+        r = decode_request(*good, now=NOW)
+        user = encode_user_jwt(claims, issuer, now=NOW)
+        return encode_response(r, issuer, now=NOW, jwt=user)
 
     return [
         ("baseline: decode + encode, no policy", median_us(baseline, calls)),

@@ -22,14 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service.claims import Permission, UserClaims  # noqa: E402
-from service.codec import (  # noqa: E402
-    decode_request,
-    encode_response,
-    encode_user_jwt,
-    seal_response,
-)
-from service.keys import CurveKeyPair, KeyPair, Prefix  # noqa: E402
+from service.protocol.claims import Permission, UserClaims  # noqa: E402
+from service.protocol.nkeys import KeyPair, Prefix  # noqa: E402
+from service.protocol.request import decode_request  # noqa: E402
+from service.protocol.response import encode_response, encode_user_jwt, seal_response  # noqa: E402
+from service.protocol.xkeys import CurveKeyPair  # noqa: E402
 from tests.factories import NOW, FakeServer, make_request  # noqa: E402
 
 if TYPE_CHECKING:

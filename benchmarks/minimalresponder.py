@@ -2,7 +2,7 @@
 The least a correct callout responder does: storms.py's lower bound.
 
 Raw NATS protocol on one asyncio stream (no nats-py), every request decoded
-and verified (`codec.decode_request`: signature, issuer, audience, expiry),
+and verified (`decode_request`: signature, issuer, audience, expiry),
 one fixed grant (what the storm policy's `customer` role renders), no
 policy, no log line, no metrics, no lanes. A connect through it still pays
 nats-server's own callout work and the loopback hops; the gap between this
@@ -29,10 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service import codec  # noqa: E402
-from service.claims import Permission, UserClaims  # noqa: E402
 from service.errors import RequestError  # noqa: E402
-from service.keys import KeyPair  # noqa: E402
+from service.protocol.claims import Permission, UserClaims  # noqa: E402
+from service.protocol.nkeys import KeyPair  # noqa: E402
+from service.protocol.request import decode_request  # noqa: E402
+from service.protocol.response import encode_response, encode_user_jwt  # noqa: E402
 
 SUBJECT = "$SYS.REQ.USER.AUTH"
 ACCOUNT = "APP"
@@ -59,7 +60,7 @@ def respond(body: bytes, issuer: KeyPair) -> bytes | None:
     """The signed response to one request; None when it does not verify."""
     now = time.time()
     try:
-        request = codec.decode_request(body, None, now=now)
+        request = decode_request(body, None, now=now)
     except RequestError:
         return None
     user = request.connect_opts.user
@@ -72,8 +73,8 @@ def respond(body: bytes, issuer: KeyPair) -> bytes | None:
         pub=Permission(allow=(own, "$SYS.REQ.USER.INFO")),
         sub=Permission(allow=(own, "_INBOX.>")),
     )
-    user_jwt = codec.encode_user_jwt(claims, issuer, now=int(now))
-    token = codec.encode_response(request, issuer, now=int(now), jwt=user_jwt)
+    user_jwt = encode_user_jwt(claims, issuer, now=int(now))
+    token = encode_response(request, issuer, now=int(now), jwt=user_jwt)
     return token.encode("ascii")
 
 

@@ -23,7 +23,7 @@ from rawclient import connect_close
 from scenarios import ClientCpu, Figure
 from stormenv import CpuMeter, children, password, pid_of
 
-from service.claims import AUTH_SUBJECT
+from service.protocol.claims import AUTH_SUBJECT
 from tests.factories import FakeServer, make_request
 
 if TYPE_CHECKING:

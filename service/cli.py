@@ -18,16 +18,7 @@ from pathlib import Path
 import bcrypt
 import structlog
 
-from service import __version__, reload
-from service.claims import (
-    AuthRequest,
-    ClientInfo,
-    ClientTLS,
-    ConnectOpts,
-    ServerId,
-    ServerInfo,
-    UserNKey,
-)
+from service import __version__
 from service.config import (
     Keys,
     Settings,
@@ -37,11 +28,22 @@ from service.config import (
     login_problems,
 )
 from service.errors import ConfigError, PolicyError
-from service.keys import CurveKeyPair, KeyPair, Prefix
 from service.log import configure_logging
 from service.policy import Policy, describe, evaluate, load_policy
-from service.secretcache import bcrypt_check
-from service.supervisor import Supervisor, bind_worker_index
+from service.policy.passwords import bcrypt_check
+from service.process.supervisor import Supervisor, bind_worker_index
+from service.protocol.claims import (
+    AuthRequest,
+    ClientInfo,
+    ClientTLS,
+    ConnectOpts,
+    ServerId,
+    ServerInfo,
+    UserNKey,
+)
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
+from service.signers import Loaded, load
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXPLAIN_JWKS_WAIT = 5.0  # seconds: a dry run has no auth deadline
@@ -136,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _startup(
     env_file: Path | None,
-) -> tuple[Settings, Keys, reload.Loaded]:
+) -> tuple[Settings, Keys, Loaded]:
     settings = load_settings(env_file)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     problems = login_problems(settings)
     if problems:
         raise ConfigError("; ".join(problems))
     keys = load_keys(settings)
-    return settings, keys, reload.load(settings, keys)
+    return settings, keys, load(settings, keys)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -161,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     log = structlog.get_logger("callout")
     for warning in startup_warnings(settings, loaded.policy):
         log.warning("callout.config_warning", warning=warning)
-    from service.worker import serve  # noqa: PLC0415 - keep nats out of other commands
+    from service.process.worker import serve  # noqa: PLC0415 - keep nats out of other commands
 
     asyncio.run(serve(settings, keys, loaded.policy, loaded.signers))
     return EXIT_OK
@@ -306,6 +308,6 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _init_or_dev(args: argparse.Namespace) -> int:
-    from service import dev  # noqa: PLC0415 - keep subprocess code out of `run`
+    from service.setup import dev  # noqa: PLC0415 - keep subprocess code out of `run`
 
     return dev.main(args)

@@ -20,7 +20,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.errors import ConfigError, KeyFormatError
-from service.keys import CurveKeyPair, KeyPair, Prefix, is_public_key
+from service.protocol.nkeys import KeyPair, Prefix, is_public_key
+from service.protocol.xkeys import CurveKeyPair
 
 ENV_PREFIX = "CALLOUT_"
 

@@ -12,17 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from service import codec
-from service.claims import UserClaims
 from service.errors import RequestError
 from service.policy import Allow, evaluate
+from service.protocol.claims import UserClaims
+from service.protocol.request import read_request
+from service.protocol.response import encode_response, encode_user_jwt, seal_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from service.claims import AuthRequest
-    from service.keys import CurveKeyPair, KeyPair
     from service.policy import Policy
+    from service.protocol.claims import AuthRequest
+    from service.protocol.nkeys import KeyPair
+    from service.protocol.xkeys import CurveKeyPair
     from service.signers import AccountSigner
 
 
@@ -139,7 +141,7 @@ def handle(
     the second makes anyway.
     """
     try:
-        request, signed = codec.read_request(payload, headers, now=now, xkey=ctx.xkey)
+        request, signed = read_request(payload, headers, now=now, xkey=ctx.xkey)
         if not verify_late:
             signed.verify()
     except RequestError as exc:
@@ -153,10 +155,10 @@ def handle(
     verdict: Literal["allow", "deny"]
     if isinstance(decision, Allow):
         signer = ctx.signers[decision.account]
-        user_jwt = codec.encode_user_jwt(
+        user_jwt = encode_user_jwt(
             user_claims(request, decision, signer), signer.key, now=int(now)
         )
-        token = codec.encode_response(
+        token = encode_response(
             request,
             ctx.issuer,
             now=int(now),
@@ -165,7 +167,7 @@ def handle(
         )
         verdict, reason, account = "allow", None, decision.account
     else:
-        token = codec.encode_response(
+        token = encode_response(
             request,
             ctx.issuer,
             now=int(now),
@@ -175,7 +177,7 @@ def handle(
         verdict, reason, account = "deny", decision.reason, None
     # callout.go: a sealed request always gets a sealed response
     reply = (
-        codec.seal_response(token, request, ctx.xkey)
+        seal_response(token, request, ctx.xkey)
         if request.sealed and ctx.xkey is not None
         else token.encode("ascii")
     )

@@ -1,5 +1,6 @@
 """
-Who signs the user JWT for each account the policy may place users in.
+Who signs the user JWT for each account the policy may place users in, and
+loading a policy together with its signers (`load`, at startup and reload).
 
 Config mode: the issuer key signs everything, and the user JWT's `aud` is the
 account's name (protocol.md section 9.4). Operator mode: the target account's
@@ -13,11 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from service.errors import ConfigError, KeyFormatError
-from service.keys import KeyPair, Prefix
+from service.policy import load_policy
+from service.protocol.nkeys import KeyPair, Prefix
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
+    from service.config import Keys, Settings
     from service.policy import Policy
 
 
@@ -105,3 +109,32 @@ def _load_seed(path: Path, account: str) -> KeyPair:
         raise ConfigError(
             f"policy accounts.{account}.signing_key_file {path}: {exc}"
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A policy and the signers for its accounts, ready to install together."""
+
+    policy: Policy
+    signers: Mapping[str, AccountSigner]
+
+
+def load(settings: Settings, keys: Keys) -> Loaded:
+    """
+    Read the policy file and build its signers (blocking; run it on a thread).
+
+    The one sequence for both startup (`service.cli`) and every reload.
+
+    Raises:
+        PolicyError: The policy is invalid (problems carry file and line).
+        ConfigError: Operator-mode signing keys are missing or wrong.
+    """
+    policy = load_policy(settings.policy_file)
+    signers = build_signers(
+        policy,
+        mode=settings.mode,
+        issuer=keys.issuer,
+        issuer_account=settings.issuer_account,
+        base_dir=settings.policy_file.parent,
+    )
+    return Loaded(policy, signers)

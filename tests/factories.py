@@ -6,9 +6,9 @@ and the small policy the handler tests and benchmarks share.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from service.claims import (
+from service.protocol.claims import (
     SERVER_XKEY_HEADER,
     AuthRequest,
     ClientInfo,
@@ -18,8 +18,11 @@ from service.claims import (
     ServerInfo,
     UserNKey,
 )
-from service.codec import HEADER, b64encode, compute_jti, go_json
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.jwt import HEADER, b64encode, compute_jti, go_json
+from service.protocol.nkeys import KeyPair, Prefix
+
+if TYPE_CHECKING:
+    from service.protocol.xkeys import CurveKeyPair
 
 NOW = 1_800_000_000
 COMPACT_HEAD = """\

@@ -10,9 +10,9 @@ certificates) without IO of its own.
 
 from service.policy.evaluate import Allow, Decision, Deny, evaluate
 from service.policy.loader import Policy, load_policy, parse_policy
+from service.policy.passwords import bcrypt_check
 from service.policy.subjects import Grant
 from service.policy.views import describe
-from service.secretcache import bcrypt_check
 
 __all__ = [
     "Allow",

@@ -33,17 +33,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
-from service import keys
 from service.policy import tokens
 from service.policy.certs import read_leaf
+from service.policy.passwords import bcrypt_check
 from service.policy.subjects import Grant, render
-from service.secretcache import bcrypt_check
+from service.protocol.nkeys import verify
 
 if TYPE_CHECKING:
-    from service.claims import AuthRequest, ClientInfo, ClientTLS
     from service.policy.loader import Policy
     from service.policy.principal import Identity, Network, Principal
     from service.policy.providers import Provider
+    from service.protocol.claims import AuthRequest, ClientInfo, ClientTLS
 
 CheckSecret: TypeAlias = Callable[[str, str], bool]
 VerifyNKey: TypeAlias = Callable[[str, bytes, bytes], bool]
@@ -103,7 +103,7 @@ def evaluate(
     now: int,
     *,
     check_secret: CheckSecret = bcrypt_check,
-    verify_nkey: VerifyNKey = keys.verify,
+    verify_nkey: VerifyNKey = verify,
 ) -> Decision:
     """
     Decide whether a client may connect, and with which permissions.

@@ -28,8 +28,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from service.errors import KeyFormatError
-from service.keys import Prefix, decode_public
 from service.policy.subjects import PubSubject, SubSubject, rule, uses_claims
+from service.protocol.nkeys import Prefix, decode_public
 
 CONFIG = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 

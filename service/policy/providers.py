@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from service import jwks
+from service.policy import jwks
 from service.policy.fields import (
     CONFIG,
     AccountRef,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-from service.claims import Permission, ResponsePermission
+from service.protocol.claims import Permission, ResponsePermission
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from service.policy.evaluate import Allow, Deny
 
 if TYPE_CHECKING:
-    from service.claims import Permission
     from service.policy.evaluate import Decision
+    from service.protocol.claims import Permission
 
 
 def _permission(permission: Permission) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ import aiohttp
 import bcrypt
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.keys import KeyPair, Prefix
+from service.protocol.nkeys import KeyPair, Prefix
 from tests.natsserver import NatsServer, config_mode_body
 from tests.service_process import ServiceProcess
 

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import nats
 
-from service import codec
-from service.claims import AUTH_SUBJECT, AuthRequest, UserClaims
 from service.errors import RequestError
+from service.protocol.claims import AUTH_SUBJECT, AuthRequest, UserClaims
+from service.protocol.request import decode_request
+from service.protocol.response import encode_response, encode_user_jwt, seal_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
 
-    from service.keys import CurveKeyPair, KeyPair
+    from service.protocol.nkeys import KeyPair
+    from service.protocol.xkeys import CurveKeyPair
 
 QUEUE = "auth"
 
@@ -161,16 +163,14 @@ class Responder:
 
     async def _answer(self, msg: Msg) -> Outcome:
         try:
-            req = codec.decode_request(
-                msg.data, msg.headers, now=time.time(), xkey=self.xkey
-            )
+            req = decode_request(msg.data, msg.headers, now=time.time(), xkey=self.xkey)
         except RequestError as exc:
             return Outcome("aborted", error=exc)
         decision = self.decide(req)
         now = int(time.time())
         if isinstance(decision, str):
             user_jwt = ""
-            token = codec.encode_response(
+            token = encode_response(
                 req,
                 self.signer,
                 now=now,
@@ -179,8 +179,8 @@ class Responder:
             )
             outcome = Outcome("error", req, reason=decision)
         else:
-            user_jwt = codec.encode_user_jwt(decision, self.user_signer, now=now)
-            token = codec.encode_response(
+            user_jwt = encode_user_jwt(decision, self.user_signer, now=now)
+            token = encode_response(
                 req,
                 self.signer,
                 now=now,
@@ -191,7 +191,7 @@ class Responder:
         if req.sealed:
             if self.xkey is None:  # pragma: no cover - decode_request aborts first
                 raise AssertionError("sealed request without an xkey")
-            body = codec.seal_response(token, req, self.xkey)
+            body = seal_response(token, req, self.xkey)
         else:
             body = token.encode("ascii")
         await msg.respond(body)

@@ -25,7 +25,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
 from tests.natsserver import NatsServer, config_mode_body
 from tests.service_process import ServiceProcess
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from service.keys import KeyPair, Prefix
+from service.protocol.nkeys import KeyPair, Prefix
 from tests.idp import CA
 from tests.integration.clients import connect, connect_fails, round_trip, user_info
 from tests.natsserver import NatsServer, config_mode_body

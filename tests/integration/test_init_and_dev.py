@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from service.dev import Child, find_nats_server
+from service.setup.dev import Child, find_nats_server
 from tests.integration.clients import (
     connect,
     connect_fails,

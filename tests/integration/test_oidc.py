@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import bcrypt
 import pytest
 
-from service.keys import KeyPair, Prefix
+from service.protocol.nkeys import KeyPair, Prefix
 from tests import idp
 from tests.integration.clients import connect, connect_fails, round_trip, user_info
 from tests.natsserver import NatsServer, config_mode_body

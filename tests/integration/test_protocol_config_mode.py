@@ -20,9 +20,10 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from service.claims import AuthRequest, Permission, UserClaims
 from service.errors import EncryptionMismatch
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.claims import AuthRequest, Permission, UserClaims
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
 from tests.integration.protocol import (  # noqa: F401 - the fixture matrix
     encryption_fixture,
     publish_and_receive,

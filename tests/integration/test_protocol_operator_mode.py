@@ -23,13 +23,11 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from service import codec, scaffold
-from service.claims import (
-    AuthRequest,
-    Permission,
-    UserClaims,
-)
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.claims import AuthRequest, Permission, UserClaims
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
+from service.setup import init
+from service.setup.creds import format_creds
 from tests.integration.protocol import (  # noqa: F401 - the fixture matrix
     encryption_fixture,
     publish_and_receive,
@@ -103,12 +101,12 @@ class OperatorSetup:
 def build_setup(tmp_path: Path, *, xkey: CurveKeyPair | None) -> OperatorSetup:
     """Operator, accounts, service creds and sentinel, all encoded by codec."""
     other = KeyPair.create(Prefix.ACCOUNT)
-    setup = scaffold.OperatorSetup(
+    setup = init.OperatorSetup(
         xkey="" if xkey is None else xkey.public_key, extra={"OTHER": other}
     )
     creds = tmp_path / "auth-service.creds"
     creds.write_text(
-        codec.format_creds(setup.service_jwt, setup.service_user), encoding="utf-8"
+        format_creds(setup.service_jwt, setup.service_user), encoding="utf-8"
     )
     body = operator_mode_body(
         operator_jwt=setup.operator_jwt,

@@ -6,7 +6,8 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
 from tests.integration.clients import connect, connect_fails
 from tests.integration.opsenv import (
     PASSWORDS,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import bcrypt
 import pytest
 
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
 from tests.integration.clients import (
     connect,
     connect_fails,

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import bcrypt
 import pytest
 
-from service import codec
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
+from service.setup.creds import format_creds
 from tests.integration.clients import connect, connect_fails, round_trip, user_info
 from tests.integration.test_protocol_operator_mode import build_setup
 from tests.service_process import ServiceProcess
@@ -81,7 +82,7 @@ def _env(
     sentinel_creds = tmp_path / "sentinel.creds"
     # a bearer sentinel: the server does not check the nonce signature
     sentinel_creds.write_text(
-        codec.format_creds(setup.sentinel_jwt, KeyPair.create(Prefix.USER))
+        format_creds(setup.sentinel_jwt, KeyPair.create(Prefix.USER))
     )
     env = {
         "CALLOUT_MODE": "operator",

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import bcrypt
 import pytest
 
-from service.cachepeers import PEER_FD_ENV, Hub, Link
-from service.secretcache import SecretCache
+from service.dispatch.cachepeers import PEER_FD_ENV, Hub, Link
+from service.dispatch.logincache import LoginCache
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -61,8 +61,8 @@ async def test_a_success_on_one_worker_reaches_the_others(
 ) -> None:
     """Worker 0 checks once; workers 1 and 2 then hit without checking."""
     links = [_link(hub, i, monkeypatch) for i in range(3)]
-    caches = [SecretCache(key=links[0].key, on_success=links[0].tell)] + [
-        SecretCache(key=link.key) for link in links[1:]
+    caches = [LoginCache(key=links[0].key, on_success=links[0].tell)] + [
+        LoginCache(key=link.key) for link in links[1:]
     ]
     learned = [asyncio.Event() for _ in links]
     for cache, event in zip(caches[1:], learned[1:], strict=True):
@@ -96,7 +96,7 @@ async def test_a_worker_stops_listening_when_the_supervisor_is_gone(
 ) -> None:
     """EOF on the channel ends `listen`; telling then is a no-op, not an error."""
     link = _link(hub, 0, monkeypatch)
-    cache = SecretCache(key=link.key)
+    cache = LoginCache(key=link.key)
 
     hub.close()
     await asyncio.wait_for(link.listen(cache), 5)

@@ -11,7 +11,8 @@ import bcrypt
 import pytest
 
 from service.cli import main
-from service.keys import CurveKeyPair, KeyPair
+from service.protocol.nkeys import KeyPair
+from service.protocol.xkeys import CurveKeyPair
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "policy.example.yaml"
 

@@ -11,7 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.claims import (
+from service.errors import (
+    BadSignature,
+    DecryptionFailed,
+    EncryptionMismatch,
+    ExpiredRequest,
+    KeyFormatError,
+    MalformedRequest,
+    RequestError,
+    UntrustedServer,
+)
+from service.protocol.claims import (
     EXPECTED_AUDIENCE,
     SERVER_XKEY_HEADER,
     AccountClaims,
@@ -30,35 +40,26 @@ from service.claims import (
     UserClaims,
     UserNKey,
 )
-from service.codec import (
+from service.protocol.jwt import (
     HEADER,
     MAX_TOKEN_SIZE,
     b64decode,
     b64encode,
     compute_jti,
     decode_jwt,
-    decode_request,
-    encode_account_jwt,
-    encode_operator_jwt,
+    go_json,
+)
+from service.protocol.nkeys import KeyPair, Prefix, crc16, verify
+from service.protocol.request import decode_request
+from service.protocol.response import (
     encode_response,
     encode_user_jwt,
-    format_creds,
-    go_json,
-    parse_creds,
     seal_response,
     user_nats_object,
 )
-from service.errors import (
-    BadSignature,
-    DecryptionFailed,
-    EncryptionMismatch,
-    ExpiredRequest,
-    KeyFormatError,
-    MalformedRequest,
-    RequestError,
-    UntrustedServer,
-)
-from service.keys import CurveKeyPair, KeyPair, Prefix, crc16, verify
+from service.protocol.xkeys import CurveKeyPair
+from service.setup.accounts import encode_account_jwt, encode_operator_jwt
+from service.setup.creds import format_creds, parse_creds
 from tests.factories import NOW, FakeServer, make_request, request_claims, sign_token
 
 # docs/protocol.md sections 1.1 and 2.4

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.claims import (
+from service.errors import RequestError
+from service.protocol.claims import (
     CONNECTION_TYPES,
     SERVER_XKEY_HEADER,
     AuthRequest,
@@ -20,17 +21,11 @@ from service.claims import (
     UserClaims,
     UserNKey,
 )
-from service.codec import (
-    HEADER,
-    b64decode,
-    b64encode,
-    decode_jwt,
-    decode_request,
-    encode_user_jwt,
-    go_json,
-)
-from service.errors import RequestError
-from service.keys import CurveKeyPair, KeyPair, Prefix, encode_public
+from service.protocol.jwt import HEADER, b64decode, b64encode, decode_jwt, go_json
+from service.protocol.nkeys import KeyPair, Prefix, encode_public
+from service.protocol.request import decode_request
+from service.protocol.response import encode_user_jwt
+from service.protocol.xkeys import CurveKeyPair
 from tests.factories import NOW, FakeServer, make_request, request_claims
 
 FUZZ = settings(

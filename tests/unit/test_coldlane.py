@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from service.coldlane import SPARE_AGE, ColdLane, Shed
+from service.dispatch.coldlane import SPARE_AGE, ColdLane, Shed
 
 if TYPE_CHECKING:
     from collections.abc import Callable

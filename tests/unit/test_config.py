@@ -14,7 +14,8 @@ from service.config import (
     login_problems,
 )
 from service.errors import ConfigError
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
 
 if TYPE_CHECKING:
     from pathlib import Path

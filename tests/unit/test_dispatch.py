@@ -12,13 +12,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.config import Keys, Settings
-from service.dispatch import Dispatcher
-from service.health import Health
-from service.keys import KeyPair, Prefix
-from service.metrics import Metrics
+from service.dispatch.dispatcher import Dispatcher
+from service.ops.health import Health
+from service.ops.metrics import Metrics
 from service.policy import parse_policy
-from service.reload import Loaded
-from service.signers import AccountSigner
+from service.protocol.nkeys import KeyPair, Prefix
+from service.signers import AccountSigner, Loaded
 from tests.factories import FakeServer, make_request
 
 if TYPE_CHECKING:

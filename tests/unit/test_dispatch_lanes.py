@@ -17,12 +17,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.config import Keys, Settings
-from service.dispatch import Dispatcher
-from service.fastpath import claimed_deadline, deadline
-from service.health import Health
-from service.keys import KeyPair, Prefix
-from service.metrics import Metrics
+from service.dispatch.dispatcher import Dispatcher
+from service.dispatch.fastlane import claimed_deadline, deadline
+from service.ops.health import Health
+from service.ops.metrics import Metrics
 from service.policy import parse_policy
+from service.protocol.nkeys import KeyPair, Prefix
 from service.signers import AccountSigner
 from tests.factories import FakeServer, make_request
 

@@ -7,13 +7,15 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from service import codec, keys
-from service.claims import SERVER_XKEY_HEADER
+from service.dispatch.logincache import LoginCache
 from service.errors import BadSignature
 from service.handler import HandlerContext, handle
-from service.keys import CurveKeyPair, KeyPair, Prefix
 from service.policy import parse_policy
-from service.secretcache import SecretCache
+from service.protocol.claims import SERVER_XKEY_HEADER
+from service.protocol.jwt import decode_jwt
+from service.protocol.nkeys import KeyPair, Prefix, verify
+from service.protocol.request import decode_request, read_request
+from service.protocol.xkeys import CurveKeyPair
 from service.signers import AccountSigner
 from tests.factories import (
     NOW,
@@ -31,13 +33,13 @@ POLICY = parse_policy(
 )
 SIGNERS = {"APP": AccountSigner(ISSUER, audience="APP")}
 CTX = HandlerContext(
-    issuer=ISSUER, xkey=None, policy=POLICY, check_secret=SecretCache(), signers=SIGNERS
+    issuer=ISSUER, xkey=None, policy=POLICY, check_secret=LoginCache(), signers=SIGNERS
 )
 SERVER = FakeServer()
 
 
 def _decode_reply(reply: bytes) -> dict[str, object]:
-    return codec.decode_jwt(reply, Prefix.ACCOUNT)
+    return decode_jwt(reply, Prefix.ACCOUNT)
 
 
 def test_allow_issues_a_user_jwt_for_the_request() -> None:
@@ -47,14 +49,14 @@ def test_allow_issues_a_user_jwt_for_the_request() -> None:
         issuer_account=ISSUER.public_key,
         connect_opts={"user": "john-doe", "pass": PASSWORD},
     )
-    request = codec.decode_request(body, headers, now=NOW)
+    request = decode_request(body, headers, now=NOW)
 
     outcome = handle(body, headers, ctx=CTX, now=NOW)
     assert outcome.reply is not None
     response = _decode_reply(outcome.reply)
     nats = response["nats"]
     assert isinstance(nats, dict)
-    user = codec.decode_jwt(nats["jwt"], Prefix.ACCOUNT)
+    user = decode_jwt(nats["jwt"], Prefix.ACCOUNT)
 
     assert outcome.decision == "allow"
     assert (outcome.user, outcome.account) == ("john-doe", "APP")
@@ -107,7 +109,7 @@ def test_sealed_request_gets_a_sealed_response() -> None:
         issuer=ISSUER,
         xkey=service_xkey,
         policy=POLICY,
-        check_secret=SecretCache(),
+        check_secret=LoginCache(),
         signers=SIGNERS,
     )
     body, headers = make_request(
@@ -221,7 +223,7 @@ def _forged(password: str) -> bytes:
 
 def test_late_verification_aborts_a_forged_request_of_a_cached_identity() -> None:
     """Verified after the decision, a forged request still gets no reply."""
-    cache = SecretCache()
+    cache = LoginCache()
     ctx = HandlerContext(
         issuer=ISSUER, xkey=None, policy=POLICY, check_secret=cache, signers=SIGNERS
     )
@@ -240,13 +242,13 @@ def test_late_verification_defers_without_checking_the_signature(
     """A decision that needs bcrypt leaves before the Ed25519 check; the
     verify-first attempt refuses a forged request before any secret check."""
     checked: list[str] = []
-    real_verify = keys.verify
+    real_verify = verify
 
     def counting(key: str, data: bytes, signature: bytes) -> bool:
         checked.append(key)
         return real_verify(key, data, signature)
 
-    monkeypatch.setattr(codec, "verify", counting)
+    monkeypatch.setattr("service.protocol.jwt.verify", counting)
     ctx = HandlerContext(
         issuer=ISSUER, xkey=None, policy=POLICY, check_secret=_defer, signers=SIGNERS
     )
@@ -266,10 +268,10 @@ def test_read_request_reports_a_forgery_first_like_decode_request() -> None:
     later = NOW + 3600
 
     with pytest.raises(BadSignature):
-        codec.decode_request(forged, None, now=later)
+        decode_request(forged, None, now=later)
     with pytest.raises(BadSignature):
-        codec.read_request(forged, None, now=later)
-    request, signed = codec.read_request(forged, None, now=NOW)
+        read_request(forged, None, now=later)
+    request, signed = read_request(forged, None, now=NOW)
     assert request.connect_opts.user == "john-doe"
     with pytest.raises(BadSignature):
         signed.verify()

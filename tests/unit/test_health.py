@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.health import Health
+from service.ops.health import Health
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.errors import ConfigError
-from service.health import Health
-from service.httpapi import HttpApi, parse_listen
-from service.metrics import CONTENT_TYPE, Metrics
+from service.ops.health import Health
+from service.ops.http import HttpApi, parse_listen
+from service.ops.metrics import CONTENT_TYPE, Metrics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

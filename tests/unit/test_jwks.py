@@ -12,7 +12,7 @@ import pytest
 import structlog
 from jwt import PyJWK
 
-from service import jwks
+from service.policy import jwks
 from tests.idp import JwksServer, SigningKey
 
 if TYPE_CHECKING:

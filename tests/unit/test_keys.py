@@ -12,14 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import DecryptionFailed, KeyFormatError
-from service.keys import (
-    XKEY_VERSION,
-    CurveKeyPair,
+from service.protocol.nkeys import (
     KeyPair,
     Prefix,
     b32decode,
     b32encode,
-    check_curve_public,
     crc16,
     decode_public,
     decode_seed,
@@ -28,6 +25,7 @@ from service.keys import (
     is_public_key,
     verify,
 )
+from service.protocol.xkeys import XKEY_VERSION, CurveKeyPair, check_curve_public
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from service.keys import KeyPair, Prefix
 from service.log import REDACTED, configure_logging
+from service.protocol.nkeys import KeyPair, Prefix
 
 if TYPE_CHECKING:
     import pytest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.metrics import DECISIONS, Metrics, label
+from service.ops.metrics import DECISIONS, Metrics, label
 
 
 def _families(metrics: Metrics) -> dict[str, list[tuple[dict[str, str], float]]]:

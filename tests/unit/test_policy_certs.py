@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.claims import ClientTLS
 from service.cli import main
 from service.errors import PolicyError
 from service.policy import Allow, Deny, evaluate, parse_policy
 from service.policy.certs import fingerprint, normalize, read_leaf
+from service.protocol.claims import ClientTLS
 from tests.factories import decoded_request
 from tests.idp import CA, pem
 
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
     from cryptography import x509
 
-    from service.claims import AuthRequest
     from service.policy import Decision, Policy
+    from service.protocol.claims import AuthRequest
 
 NOW = int(time.time())
 PASSWORD = "carol-pw-7"

@@ -13,17 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.claims import (
-    AuthRequest,
-    ClientInfo,
-    ConnectOpts,
-    Permission,
-    ResponsePermission,
-    ServerId,
-    ServerInfo,
-    UserNKey,
-)
-from service.keys import KeyPair, Prefix
 from service.policy import (
     Allow,
     Decision,
@@ -35,6 +24,17 @@ from service.policy import (
     evaluate,
     parse_policy,
 )
+from service.protocol.claims import (
+    AuthRequest,
+    ClientInfo,
+    ConnectOpts,
+    Permission,
+    ResponsePermission,
+    ServerId,
+    ServerInfo,
+    UserNKey,
+)
+from service.protocol.nkeys import KeyPair, Prefix
 
 NOW = 1_800_000_000
 CONN_NKEY = KeyPair.create(Prefix.USER).public_key  # the server's per-connection key

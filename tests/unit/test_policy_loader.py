@@ -13,8 +13,8 @@ import bcrypt
 import pytest
 
 from service.errors import PolicyError
-from service.keys import KeyPair, Prefix
 from service.policy import Policy, load_policy, parse_policy
+from service.protocol.nkeys import KeyPair, Prefix
 from tests.factories import john_doe_policy
 
 if TYPE_CHECKING:

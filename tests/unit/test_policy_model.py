@@ -10,8 +10,6 @@ import bcrypt
 import pytest
 from pydantic import ValidationError
 
-from service.claims import Permission, ResponsePermission
-from service.keys import KeyPair, Prefix
 from service.policy.model import (
     BCRYPT_HINT,
     Account,
@@ -29,6 +27,8 @@ from service.policy.subjects import (
     render,
     subject_problem,
 )
+from service.protocol.claims import Permission, ResponsePermission
+from service.protocol.nkeys import KeyPair, Prefix
 
 HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
 SECRET = "hunter2-plaintext"

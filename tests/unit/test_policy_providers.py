@@ -22,8 +22,8 @@ from tests import idp
 from tests.factories import decoded_request
 
 if TYPE_CHECKING:
-    from service.claims import AuthRequest
     from service.policy import Decision, Policy
+    from service.protocol.claims import AuthRequest
 
 NOW = int(time.time())
 RSA = idp.SigningKey.rsa("rsa-1")

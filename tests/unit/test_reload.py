@@ -11,13 +11,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.config import Keys, Settings
-from service.keys import KeyPair, Prefix
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 from service.policy import Policy, load_policy
-from service.reload import Loaded, Reloader, stamp
+from service.process.reload import Reloader, stamp
+from service.protocol.nkeys import KeyPair, Prefix
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from service.signers import Loaded
 
 HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
 

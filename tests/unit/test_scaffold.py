@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING
 import bcrypt
 import pytest
 
-from service import codec, reload, scaffold
 from service.cli import main
 from service.config import load_keys, load_settings, login_problems
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.jwt import decode_jwt
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
+from service.setup import init as initcmd
+from service.signers import load
 from tests.natsserver import check_config
 
 if TYPE_CHECKING:
@@ -105,7 +108,7 @@ def test_settings_keys_and_policy_load_as_the_service_loads_them(
 
     settings = load_settings(directory / "callout.env")
     keys = load_keys(settings)
-    loaded = reload.load(settings, keys)
+    loaded = load(settings, keys)
     policy, signers = loaded.policy, loaded.signers
 
     assert settings.mode == mode
@@ -189,12 +192,12 @@ def test_the_operator_setup_is_signed_by_codec() -> None:
     """AUTH's JWT names the service user, APP and xkey; the sentinel is inert."""
     xkey = CurveKeyPair.create().public_key
     other = KeyPair.create(Prefix.ACCOUNT)
-    setup = scaffold.OperatorSetup(xkey=xkey, extra={"OTHER": other})
+    setup = initcmd.OperatorSetup(xkey=xkey, extra={"OTHER": other})
 
-    auth = codec.decode_jwt(setup.preload[setup.auth.public_key], Prefix.OPERATOR)
-    app = codec.decode_jwt(setup.preload[setup.app.public_key], Prefix.OPERATOR)
-    sentinel = codec.decode_jwt(setup.sentinel_jwt, Prefix.ACCOUNT)
-    operator = codec.decode_jwt(setup.operator_jwt, Prefix.OPERATOR)
+    auth = decode_jwt(setup.preload[setup.auth.public_key], Prefix.OPERATOR)
+    app = decode_jwt(setup.preload[setup.app.public_key], Prefix.OPERATOR)
+    sentinel = decode_jwt(setup.sentinel_jwt, Prefix.ACCOUNT)
+    operator = decode_jwt(setup.operator_jwt, Prefix.OPERATOR)
 
     assert auth["nats"]["authorization"] == {
         "auth_users": [setup.service_user.public_key],

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bcrypt
 
-from service.secretcache import SecretCache, bcrypt_check
+from service.dispatch.logincache import LoginCache
+from service.policy.passwords import bcrypt_check
 
 HASH = bcrypt.hashpw(b"right", bcrypt.gensalt(4)).decode()
 
@@ -30,7 +31,7 @@ def test_bcrypt_check_accepts_right_and_refuses_wrong_and_garbage() -> None:
 def test_success_is_cached_and_failure_is_not() -> None:
     """A right secret is checked once; a wrong one pays every time."""
     counter = Counter()
-    cache = SecretCache(check=counter)
+    cache = LoginCache(check=counter)
 
     assert cache(HASH, "right")
     assert cache(HASH, "right")
@@ -43,7 +44,7 @@ def test_success_is_cached_and_failure_is_not() -> None:
 
 def test_cache_holds_no_secret() -> None:
     """Entries are HMAC digests, not the secret or the hash."""
-    cache = SecretCache(check=lambda _h, _s: True)
+    cache = LoginCache(check=lambda _h, _s: True)
     cache(HASH, "right")
 
     keys = list(cache._entries)
@@ -56,7 +57,7 @@ def test_entries_expire() -> None:
     """After the ttl the secret is checked again."""
     now = [0.0]
     counter = Counter()
-    cache = SecretCache(ttl=10, check=counter, clock=lambda: now[0])
+    cache = LoginCache(ttl=10, check=counter, clock=lambda: now[0])
 
     cache(HASH, "right")
     now[0] = 11
@@ -67,7 +68,7 @@ def test_entries_expire() -> None:
 
 def test_size_is_bounded_and_clear_empties() -> None:
     """The oldest entries go first past max_entries; clear() drops all."""
-    cache = SecretCache(max_entries=2, check=lambda _h, _s: True)
+    cache = LoginCache(max_entries=2, check=lambda _h, _s: True)
     for secret in ("a", "b", "c"):
         cache(HASH, secret)
 
@@ -83,8 +84,8 @@ def test_a_success_is_told_and_a_told_digest_is_a_hit() -> None:
     key = bytes(range(32))
     told: list[bytes] = []
     first, second = Counter(), Counter()
-    one = SecretCache(check=first, key=key, on_success=told.append)
-    other = SecretCache(check=second, key=key)
+    one = LoginCache(check=first, key=key, on_success=told.append)
+    other = LoginCache(check=second, key=key)
 
     assert one(HASH, "right")
     assert one(HASH, "right")  # a hit: not told again
@@ -101,9 +102,9 @@ def test_a_success_is_told_and_a_told_digest_is_a_hit() -> None:
 def test_a_digest_under_another_key_or_of_another_size_is_no_hit() -> None:
     """What a cache learns only counts under its own key; junk is ignored."""
     told: list[bytes] = []
-    one = SecretCache(check=Counter(), key=b"a" * 32, on_success=told.append)
+    one = LoginCache(check=Counter(), key=b"a" * 32, on_success=told.append)
     counter = Counter()
-    other = SecretCache(check=counter, key=b"b" * 32)
+    other = LoginCache(check=counter, key=b"b" * 32)
 
     assert one(HASH, "right")
     other.learn(told[0])

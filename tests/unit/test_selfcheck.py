@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-from service.claims import AUTH_SUBJECT
+from service.dispatch.selfcheck import FirstRequestChecks, Verdict, connection_findings
 from service.handler import HandlerContext, Outcome, handle
-from service.keys import CurveKeyPair, KeyPair, Prefix
 from service.policy import parse_policy
-from service.selfcheck import FirstRequestChecks, Verdict, connection_findings
+from service.protocol.claims import AUTH_SUBJECT
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.xkeys import CurveKeyPair
 from service.signers import AccountSigner
 from tests.factories import NOW, FakeServer, make_request
 

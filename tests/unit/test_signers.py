@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from service.errors import ConfigError
-from service.keys import KeyPair, Prefix
 from service.policy import parse_policy
+from service.protocol.nkeys import KeyPair, Prefix
 from service.signers import build_signers
 
 if TYPE_CHECKING:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 import structlog
 
-from service import cli, supervisor
-from service.keys import KeyPair, Prefix
+from service import cli
+from service.process import supervisor
+from service.protocol.nkeys import KeyPair, Prefix
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from service.config import Keys, Settings
-from service.worker import Worker
+from service.process.worker import Worker
 from tests.factories import FakeServer, make_request
 from tests.unit.test_dispatch import ISSUER, PASSWORD, SIGNERS, _policy
 

@@ -26,15 +26,15 @@ import nats
 import structlog
 from nats.errors import Error as NatsError
 
-from service.cachepeers import Link
-from service.claims import AUTH_SUBJECT
-from service.dispatch import Dispatcher
+from service.dispatch.cachepeers import Link
+from service.dispatch.dispatcher import Dispatcher
+from service.dispatch.selfcheck import Verdict, connection_findings
 from service.errors import ConfigError
-from service.health import Health
-from service.httpapi import HttpApi
-from service.metrics import Metrics
-from service.reload import Reloader
-from service.selfcheck import Verdict, connection_findings
+from service.ops.health import Health
+from service.ops.http import HttpApi
+from service.ops.metrics import Metrics
+from service.process.reload import Reloader
+from service.protocol.claims import AUTH_SUBJECT
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,8 +45,7 @@ if TYPE_CHECKING:
 
     from service.config import Keys, Settings
     from service.policy import Policy
-    from service.reload import Loaded
-    from service.signers import AccountSigner
+    from service.signers import AccountSigner, Loaded
 
 log = structlog.get_logger("callout")
 

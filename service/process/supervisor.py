@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from service.cachepeers import PEER_FD_ENV, Hub
+from service.dispatch.cachepeers import PEER_FD_ENV, Hub
 
 if TYPE_CHECKING:
     from pathlib import Path

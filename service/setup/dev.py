@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from service.errors import ConfigError
-from service.scaffold import DEMO_USERS, Mode, Scaffold, generate, write
+from service.setup.init import DEMO_USERS, Mode, Scaffold, generate, write
 
 if TYPE_CHECKING:
     import argparse

@@ -27,9 +27,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from service import codec
-from service.claims import AUTH_SUBJECT, SERVER_XKEY_HEADER
 from service.errors import CalloutError, RequestError
+from service.protocol.claims import AUTH_SUBJECT, SERVER_XKEY_HEADER
+from service.protocol.jwt import b64decode
+from service.protocol.request import decode_request
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -107,7 +108,7 @@ class FirstRequestChecks:
         if outcome.reason in _KEY_REASONS:
             return _xkey_verdict(payload, headers, outcome, ctx, now)
         try:
-            request = codec.decode_request(payload, headers, now=now, xkey=ctx.xkey)
+            request = decode_request(payload, headers, now=now, xkey=ctx.xkey)
         except RequestError:
             return Verdict()  # it decoded a moment ago; expired since, most likely
         ours = self._issuer_account or ctx.issuer.public_key
@@ -142,7 +143,7 @@ def _claimed_issuer(payload: bytes) -> str | None:
     if len(parts) != 3:  # noqa: PLR2004 - header.payload.signature
         return None
     try:
-        claims = json.loads(codec.b64decode(parts[1]))
+        claims = json.loads(b64decode(parts[1]))
     except (CalloutError, ValueError):
         return None
     issuer = claims.get("iss") if isinstance(claims, dict) else None
@@ -174,7 +175,7 @@ def _xkey_verdict(
         )
         # a plain request still verifies, which names the server for the log
         with contextlib.suppress(RequestError):
-            server_id = codec.decode_request(payload, headers, now=now).server.id
+            server_id = decode_request(payload, headers, now=now).server.id
     fields = {
         "server_id": server_id,
         "server_xkey": (headers or {}).get(SERVER_XKEY_HEADER),

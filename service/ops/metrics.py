@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from service.secretcache import SecretCache
+    from service.dispatch.logincache import LoginCache
 
 __all__ = ["CONTENT_TYPE", "DECISIONS", "Metrics"]
 
@@ -137,7 +137,7 @@ class Metrics:
         self.inflight.set_function(inflight)
         self.nats_connected.set_function(connected)
 
-    def track_cache(self, cache: SecretCache) -> None:
+    def track_cache(self, cache: LoginCache) -> None:
         """The verification cache's size and bcrypt count, read at scrape time."""
         self.registry.register(_CacheCollector(cache))
 
@@ -149,7 +149,7 @@ class Metrics:
 class _CacheCollector(Collector):
     """Reads the cache's own counts: nothing to keep in step on the hot path."""
 
-    def __init__(self, cache: SecretCache) -> None:
+    def __init__(self, cache: LoginCache) -> None:
         self._cache = cache
 
     def collect(self) -> Iterator[Metric]:

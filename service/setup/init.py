@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Literal
 
 import bcrypt
 
-from service import codec
-from service.claims import (
+from service.errors import ConfigError
+from service.protocol.claims import (
     AccountClaims,
     AccountKey,
     ExternalAuthorization,
@@ -29,8 +29,11 @@ from service.claims import (
     UserClaims,
     UserNKey,
 )
-from service.errors import ConfigError
-from service.keys import CurveKeyPair, KeyPair, Prefix
+from service.protocol.nkeys import KeyPair, Prefix
+from service.protocol.response import encode_user_jwt
+from service.protocol.xkeys import CurveKeyPair
+from service.setup.accounts import encode_account_jwt, encode_operator_jwt
+from service.setup.creds import format_creds
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -74,7 +77,7 @@ class OperatorSetup:
         claims = OperatorClaims(
             self.operator.public_key, "OP", system_account=self.system.public_key
         )
-        return codec.encode_operator_jwt(claims, self.operator, now=self.now)
+        return encode_operator_jwt(claims, self.operator, now=self.now)
 
     @property
     def preload(self) -> dict[str, str]:
@@ -100,14 +103,14 @@ class OperatorSetup:
             ),
         ]
         return {
-            c.subject: codec.encode_account_jwt(c, self.operator, now=self.now)
+            c.subject: encode_account_jwt(c, self.operator, now=self.now)
             for c in accounts
         }
 
     @property
     def service_jwt(self) -> str:
         claims = UserClaims(UserNKey(self.service_user.public_key), name="auth-service")
-        return codec.encode_user_jwt(claims, self.auth, now=self.now)
+        return encode_user_jwt(claims, self.auth, now=self.now)
 
     @property
     def sentinel_jwt(self) -> str:
@@ -120,7 +123,7 @@ class OperatorSetup:
             pub=deny_all,
             sub=deny_all,
         )
-        return codec.encode_user_jwt(claims, self.auth, now=self.now)
+        return encode_user_jwt(claims, self.auth, now=self.now)
 
     def server_body(self) -> str:
         """The operator part of nats-server.conf (no listeners)."""
@@ -247,7 +250,7 @@ websocket {{ listen: "127.0.0.1:{ws_port}", no_tls: true }}
             "# and account seeds were not kept: re-run init to change accounts.\n"
             f"{setup.server_body()}authorization {{ timeout: 2 }}\n"
         )
-        creds = codec.format_creds
+        creds = format_creds
         files["service.creds"] = creds(setup.service_jwt, setup.service_user)
         files["sentinel.creds"] = creds(setup.sentinel_jwt, setup.sentinel_user)
         files["app-signing.nk"] = setup.app_signing.export_seed() + "\n"

@@ -17,12 +17,12 @@ import structlog
 from aiohttp import web
 
 from service.errors import ConfigError
-from service.metrics import CONTENT_TYPE
+from service.ops.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from service.metrics import Metrics
+    from service.ops.metrics import Metrics
 
 log = structlog.get_logger("callout")
 

@@ -1,9 +1,9 @@
 """
-NKeys (Ed25519) and curve keys (X25519, xkv1) on PyNaCl.
+NKeys (Ed25519) on PyNaCl: the text codec, key pairs, signature checks.
 
 The `nkeys` package on PyPI has no curve prefix, cannot create keys and cannot
 verify with only a public key, so the text codec lives here (nats-io/nkeys
-strkey.go, crc16.go; docs/protocol.md section 1). Tests check it against the
+strkey.go, crc16.go; docs/protocol.md §1). Tests check it against the
 `nkeys` package for the prefixes that package knows.
 
 Seeds are held as private bytes and never appear in repr() or str(); the only
@@ -23,11 +23,7 @@ import nacl.exceptions
 import nacl.public
 import nacl.signing
 
-from service.errors import DecryptionFailed, KeyFormatError
-
-XKEY_VERSION = b"xkv1"
-_NONCE_LEN = 24
-_SEALED_HEADER = len(XKEY_VERSION) + _NONCE_LEN
+from service.errors import KeyFormatError
 
 
 class Prefix(enum.IntEnum):
@@ -299,134 +295,3 @@ def verify(public_key: str, data: bytes, signature: bytes) -> bool:
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
         return False
     return True
-
-
-@functools.lru_cache(maxsize=256)
-def _curve_public(public_key: str) -> nacl.public.PublicKey:
-    _, raw = decode_public(public_key, Prefix.CURVE)
-    return nacl.public.PublicKey(raw)
-
-
-def check_curve_public(public_key: str) -> None:
-    """
-    Check curve public-key text (cached: a server's xkey lives as long as it).
-
-    Raises:
-        KeyFormatError: Not a valid curve (`X…`) public nkey.
-    """
-    _curve_public(public_key)
-
-
-class CurveKeyPair:
-    """
-    An X25519 curve key pair (`X…`/`SX…`) for xkv1 sealing.
-
-    The raw seed is the X25519 private scalar itself (nkeys xkeys.go).
-    """
-
-    __slots__ = ("_private", "_public")
-
-    def __init__(self, raw_seed: bytes) -> None:
-        self._private = nacl.public.PrivateKey(raw_seed)
-        self._public = encode_public(Prefix.CURVE, bytes(self._private.public_key))
-
-    @classmethod
-    def from_seed(cls, seed: str | bytes) -> CurveKeyPair:
-        """Load an `SX…` seed."""
-        return cls(_loads_seed(seed, (Prefix.CURVE,))[1])
-
-    @classmethod
-    def create(cls) -> CurveKeyPair:
-        return cls(os.urandom(32))
-
-    @property
-    def public_key(self) -> str:
-        return self._public
-
-    def export_seed(self) -> str:
-        """The seed text. Only for writing key files; never log it."""
-        return encode_seed(Prefix.CURVE, bytes(self._private))
-
-    def seal(self, plaintext: bytes, peer: str, nonce: bytes | None = None) -> bytes:
-        """xkv1-seal `plaintext` for the holder of curve public key `peer`."""
-        nonce = nonce or os.urandom(_NONCE_LEN)
-        # Box.encrypt's bytes, without its EncryptedMessage copies.
-        sealed = nacl.bindings.crypto_box_easy_afternm(
-            plaintext, nonce, _shared_key(self, peer)
-        )
-        return XKEY_VERSION + nonce + sealed
-
-    def open(self, data: bytes, peer: str) -> bytes:
-        """
-        Open an xkv1 message sealed by the holder of curve public key `peer`.
-
-        Raises:
-            DecryptionFailed: Too short, wrong version tag, or it does not
-                authenticate.
-            KeyFormatError: `peer` is not a curve public key.
-        """
-        if len(data) <= _SEALED_HEADER:
-            raise DecryptionFailed("sealed message is too short")
-        if data[: len(XKEY_VERSION)] != XKEY_VERSION:
-            raise DecryptionFailed("sealed message does not start with 'xkv1'")
-        nonce = data[len(XKEY_VERSION) : _SEALED_HEADER]
-        try:
-            return nacl.bindings.crypto_box_open_easy_afternm(
-                data[_SEALED_HEADER:], nonce, _shared_key(self, peer)
-            )
-        except nacl.exceptions.CryptoError as exc:
-            raise DecryptionFailed(
-                "sealed message does not open with our xkey"
-            ) from exc
-
-    def __repr__(self) -> str:
-        return f"CurveKeyPair({self._public!r})"
-
-    __str__ = __repr__
-
-
-@functools.lru_cache(maxsize=256)
-def _shared_key(own: CurveKeyPair, peer: str) -> bytes:
-    # crypto_box_beforenm once per peer: the server's xkey is the same for its
-    # whole life.
-    return nacl.public.Box(own._private, _curve_public(peer)).shared_key()  # noqa: SLF001
-
-
-# --- creds files --------------------------------------------------------------
-# A user JWT and its user seed (nsc's layout); codec re-exports both functions.
-
-_CREDS = """-----BEGIN NATS USER JWT-----
-{jwt}
-------END NATS USER JWT------
-
-************************* IMPORTANT *************************
-NKEY Seed printed below can be used to sign and prove identity.
-NKEYs are sensitive and should be treated as secrets.
-
------BEGIN USER NKEY SEED-----
-{seed}
-------END USER NKEY SEED------
-
-*************************************************************
-"""
-_CREDS_BLOCK = re.compile(
-    r"\s*(?:-{3,}[^\n]*-{3,}\r?\n)([\w\-.=]+)\s*(?:-{3,}[^\n]*-{3,})"
-)
-
-
-def format_creds(user_jwt: str, user: KeyPair) -> str:
-    """A creds file as nsc writes it: the user JWT and the user's seed."""
-    return _CREDS.format(jwt=user_jwt, seed=user.export_seed())
-
-
-def parse_creds(text: str) -> tuple[str, KeyPair]:
-    """
-    Read a creds file: the user JWT and the user key pair.
-
-    Raises:
-        KeyFormatError: No JWT or seed block, or the seed is not a user seed.
-    """
-    blocks = _CREDS_BLOCK.findall(text)
-    if len(blocks) < 2:  # noqa: PLR2004
-        raise KeyFormatError("creds file needs a JWT block and a seed block")
-    return blocks[0], KeyPair.from_seed(blocks[1], Prefix.USER)

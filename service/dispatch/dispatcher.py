@@ -38,23 +38,27 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from service.coldlane import ColdLane, Shed
-from service.decisionlog import Recorder
-from service.fastpath import check_or_defer, claimed_deadline, decide_fast, fast_thread
+from service.dispatch.coldlane import ColdLane, Shed
+from service.dispatch.fastlane import (
+    check_or_defer,
+    claimed_deadline,
+    decide_fast,
+    fast_thread,
+)
+from service.dispatch.logincache import LoginCache
+from service.dispatch.recorder import DecisionRecorder
+from service.dispatch.selfcheck import FirstRequestChecks, Verdict
 from service.handler import HandlerContext, Outcome, handle
-from service.secretcache import SecretCache
-from service.selfcheck import FirstRequestChecks, Verdict
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
-    from service.cachepeers import Link
     from service.config import Keys, Settings
-    from service.health import Health
-    from service.metrics import Metrics
+    from service.dispatch.cachepeers import Link
+    from service.ops.health import Health
+    from service.ops.metrics import Metrics
     from service.policy import Policy
-    from service.reload import Loaded
-    from service.signers import AccountSigner
+    from service.signers import AccountSigner, Loaded
 
     Respond = Callable[[bytes], Awaitable[None]]
 
@@ -88,7 +92,7 @@ class Dispatcher:
         health: Health,
         peers: Link | None = None,
     ) -> None:
-        self.secret_cache = SecretCache(
+        self.secret_cache = LoginCache(
             check=check_or_defer,
             ttl=settings.cache_ttl,
             key=None if peers is None else peers.key,
@@ -111,7 +115,7 @@ class Dispatcher:
         self._inflight = 0  # accepted, not finished (fast ones only briefly)
         self._checking: set[asyncio.Task[None]] = set()
         self._metrics = metrics
-        self._record = Recorder(metrics)
+        self._record = DecisionRecorder(metrics)
         self._health = health
         self._checks = FirstRequestChecks(
             mode=settings.mode, issuer_account=settings.issuer_account or ""

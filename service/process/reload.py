@@ -27,17 +27,15 @@ from typing import TYPE_CHECKING
 import structlog
 
 from service.errors import ConfigError, PolicyError
-from service.policy import load_policy
-from service.signers import build_signers
+from service.signers import Loaded, load
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
     from pathlib import Path
 
     from service.config import Keys, Settings
-    from service.metrics import Metrics
+    from service.ops.metrics import Metrics
     from service.policy import Policy
-    from service.signers import AccountSigner
 
 log = structlog.get_logger("callout")
 
@@ -64,35 +62,6 @@ def stamp(path: Path) -> Stamp | None:
         return None
     digest = hashlib.sha256(data).hexdigest()
     return Stamp(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, digest)
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """A policy and the signers for its accounts, ready to install together."""
-
-    policy: Policy
-    signers: Mapping[str, AccountSigner]
-
-
-def load(settings: Settings, keys: Keys) -> Loaded:
-    """
-    Read the policy file and build its signers (blocking; run it on a thread).
-
-    The one sequence for both startup (`service.cli`) and every reload.
-
-    Raises:
-        PolicyError: The policy is invalid (problems carry file and line).
-        ConfigError: Operator-mode signing keys are missing or wrong.
-    """
-    policy = load_policy(settings.policy_file)
-    signers = build_signers(
-        policy,
-        mode=settings.mode,
-        issuer=keys.issuer,
-        issuer_account=settings.issuer_account,
-        base_dir=settings.policy_file.parent,
-    )
-    return Loaded(policy, signers)
 
 
 class Reloader:

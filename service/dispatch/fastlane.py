@@ -15,16 +15,17 @@ import math
 import threading
 from typing import TYPE_CHECKING
 
-from service import codec
 from service.errors import RequestError
 from service.handler import handle
-from service.secretcache import bcrypt_check
+from service.policy.passwords import bcrypt_check
+from service.protocol.jwt import b64decode
+from service.protocol.request import unseal
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from service.handler import HandlerContext, Outcome
-    from service.keys import CurveKeyPair
+    from service.protocol.xkeys import CurveKeyPair
 
 
 class Cold(Exception):
@@ -99,8 +100,8 @@ def claimed_deadline(
     double the GIL time of each request a storm makes us drop.
     """
     try:
-        token, _ = codec.unseal(data, headers, xkey)
-        claims = json.loads(codec.b64decode(token.split(b".")[1]))
+        token, _ = unseal(data, headers, xkey)
+        claims = json.loads(b64decode(token.split(b".")[1]))
         expires, issued_at = int(claims.get("exp", 0)), int(claims.get("iat", 0))
     except (RequestError, ValueError, TypeError, IndexError, AttributeError):
         return math.inf  # the decision will tell what is wrong with it

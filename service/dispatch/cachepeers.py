@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from service.secretcache import DIGEST_SIZE, KEY_SIZE
+from service.dispatch.logincache import DIGEST_SIZE, KEY_SIZE
 
 if TYPE_CHECKING:
-    from service.secretcache import SecretCache
+    from service.dispatch.logincache import LoginCache
 
 PEER_FD_ENV = "NATS_AUTH_CALLOUT_PEER_FD"
 _PACKET = max(KEY_SIZE, DIGEST_SIZE)
@@ -128,7 +128,7 @@ class Link:
         with contextlib.suppress(OSError):
             self._sock.send(digest, socket.MSG_DONTWAIT)
 
-    async def listen(self, cache: SecretCache) -> None:
+    async def listen(self, cache: LoginCache) -> None:
         """Add the others' successes to `cache` until the supervisor is gone."""
         self._sock.setblocking(False)  # noqa: FBT003 - the stdlib signature
         loop = asyncio.get_running_loop()

@@ -13,9 +13,9 @@ import structlog
 from service.handler import Outcome
 
 if TYPE_CHECKING:
-    from service.coldlane import Shed
+    from service.dispatch.coldlane import Shed
     from service.handler import HandlerContext
-    from service.metrics import Metrics
+    from service.ops.metrics import Metrics
 
 log = structlog.get_logger("callout")
 
@@ -28,7 +28,7 @@ _EVENTS = {
 _EXPIRED = frozenset({"deadline_passed", "deadline_unmeetable", "expired_request"})
 
 
-class Recorder:
+class DecisionRecorder:
     """Logs and counts how requests end."""
 
     def __init__(self, metrics: Metrics) -> None:

@@ -1,5 +1,6 @@
 """
-A cache of successful secret checks, so reconnect storms skip bcrypt.
+A cache of verified logins (HMACs of them, never secrets), so reconnect
+storms skip bcrypt.
 
 bcrypt costs ~0.3 s of CPU at cost 12; the server gives the callout 2 s.
 Only successes are cached, keyed by an HMAC under a random key made at startup:
@@ -9,7 +10,7 @@ expire, and `clear()` runs on every policy change.
 
 Under `run --workers N` the workers share one key (handed over by their
 supervisor, never written anywhere) and tell each other every new success
-(service/cachepeers.py), so a user checked on one worker is a hit on all.
+(service/dispatch/cachepeers.py), so a user checked on one worker is a hit on all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-import bcrypt
+from service.policy.passwords import bcrypt_check
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,21 +32,7 @@ KEY_SIZE = 32  # the HMAC key
 DIGEST_SIZE = 32  # HMAC-SHA256: one cache entry, as siblings exchange them
 
 
-def bcrypt_check(hashed: str, secret: str) -> bool:
-    """
-    Check a secret against a bcrypt hash (bcrypt compares in constant time).
-
-    Returns:
-        False on a mismatch and on any error: a malformed hash, a secret that
-        is not encodable or longer than bcrypt's 72 bytes.
-    """
-    try:
-        return bcrypt.checkpw(secret.encode("utf-8"), hashed.encode("ascii"))
-    except (ValueError, TypeError):
-        return False
-
-
-class SecretCache:
+class LoginCache:
     """
     `check(hashed, secret)` with a bounded, expiring cache of successes.
 

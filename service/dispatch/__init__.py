@@ -1,0 +1,1 @@
+"""From a request on the wire to a reply: lanes, the login cache, decisions recorded."""

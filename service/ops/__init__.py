@@ -1,0 +1,1 @@
+"""What operators watch: health, readiness, metrics and the HTTP port."""

@@ -1,0 +1,1 @@
+"""The running process: the NATS worker, policy reload, the --workers supervisor."""

@@ -1,0 +1,1 @@
+"""Making working sets: `init`, `dev`, operator/account JWTs, creds files."""
