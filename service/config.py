@@ -25,6 +25,11 @@ from service.protocol.xkeys import CurveKeyPair
 
 ENV_PREFIX = "CALLOUT_"
 
+# Set by `run --workers N` for each worker process (not settings: a person
+# never sets them). Read and written only here, like every other variable.
+WORKER_ENV = "NATS_AUTH_CALLOUT_WORKER"
+PEER_FD_ENV = "NATS_AUTH_CALLOUT_PEER_FD"
+
 
 def usable_cores() -> int:
     """CPUs this process may run on: its affinity (a container's cpuset), not
@@ -210,3 +215,38 @@ def cleartext_urls(settings: Settings) -> list[str]:
             # scheme://host:port only: a URL may carry user:password
             out.append(f"{parts.scheme}://{host}:{parts.port or 4222}")
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSeat:
+    """
+    What a supervisor told this worker process through its environment.
+
+    Attributes:
+        index: The worker's number under `run --workers N`; None when alone.
+        peer_fd: The descriptor of its channel to the other workers (the
+            shared verification cache); None when alone.
+    """
+
+    index: int | None
+    peer_fd: int | None
+
+
+def _digits(name: str) -> int | None:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+def worker_seat() -> WorkerSeat:
+    """This process's seat under a supervisor (both None when run alone)."""
+    return WorkerSeat(_digits(WORKER_ENV), _digits(PEER_FD_ENV))
+
+
+def worker_environment(index: int, peer_fd: int, http_listen: str) -> dict[str, str]:
+    """The environment for worker `index`: ours, as one worker with its seat."""
+    return os.environ | {
+        "CALLOUT_WORKERS": "1",
+        "CALLOUT_HTTP_LISTEN": http_listen,
+        WORKER_ENV: str(index),
+        PEER_FD_ENV: str(peer_fd),
+    }

@@ -5,6 +5,9 @@ The exception hierarchy of the service.
   x KeyFormatError           text that is not a valid nkey/seed of the expected kind
   x ConfigError              startup: bad settings or key material -> exit 2
   x PolicyError              startup/reload: unreadable or invalid policy
+  x ProviderProblem          an identity provider's key material is unusable
+                             (the loader turns it into a PolicyError line)
+  x JwksError                a document that is not a usable JWKS (also ValueError)
   x RequestError             a request we will not answer (abort: no reply)
     + MalformedRequest       not a JWT, bad base64/JSON, wrong typ/alg/type, too big
     + BadSignature           the signature does not verify against the issuer
@@ -12,6 +15,10 @@ The exception hierarchy of the service.
     + ExpiredRequest         the request's `exp` (the server's deadline) has passed
     + EncryptionMismatch     xkey configured but payload plain, or the reverse
     + DecryptionFailed       sealed payload that does not open with our xkey
+
+Not errors: `dispatch.fastlane.Cold` is control flow (a decision that needs
+bcrypt leaves the fast lane) and derives from BaseException, so no
+`except Exception` on its way can mistake it for a failure.
 
 A policy "no" is not an exception: the policy returns a Deny value and the
 handler answers it with a signed error response.
@@ -45,6 +52,25 @@ class PolicyError(CalloutError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class ProviderProblem(CalloutError):
+    """
+    An identity provider's key material cannot be used.
+
+    Attributes:
+        loc: Where in the policy file (pydantic-style location).
+        message: What is wrong, naming no key data.
+    """
+
+    def __init__(self, loc: tuple[int | str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+class JwksError(CalloutError, ValueError):
+    """A key set that is not a usable JWKS (the message names no key data)."""
 
 
 class RequestError(CalloutError):

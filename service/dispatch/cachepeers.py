@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from service.config import worker_seat
 from service.dispatch.logincache import DIGEST_SIZE, KEY_SIZE
 
 if TYPE_CHECKING:
     from service.dispatch.logincache import LoginCache
 
-PEER_FD_ENV = "NATS_AUTH_CALLOUT_PEER_FD"
 _PACKET = max(KEY_SIZE, DIGEST_SIZE)
 _KEY_WAIT = 5.0  # seconds; the supervisor sent the key before starting us
 
@@ -101,11 +101,11 @@ class Link:
     @classmethod
     def from_env(cls) -> Link | None:
         """The channel the supervisor left us, with the shared key; None alone."""
-        fd = os.environ.get(PEER_FD_ENV, "")
-        if not fd.isdigit():
+        fd = worker_seat().peer_fd
+        if fd is None:
             return None
         try:
-            sock = socket.socket(fileno=int(fd))
+            sock = socket.socket(fileno=fd)
         except OSError as exc:  # not ours: a stray variable, say
             log.warning("callout.cache_sharing_off", error=type(exc).__name__)
             return None

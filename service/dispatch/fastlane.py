@@ -1,7 +1,7 @@
 """
 The fast lane's tools: decide without bcrypt, or say that bcrypt is needed.
 
-The verification cache (service/secretcache.py) calls `check_or_defer` on a
+The verification cache (service/dispatch/logincache.py) calls `check_or_defer` on a
 miss. In a fast attempt (`decide_fast`, flagged per thread) that raises
 `Cold` instead of running bcrypt, so the attempt costs what a cached
 decision costs, hit or miss; on a cold-lane thread it runs bcrypt. Same
@@ -28,8 +28,14 @@ if TYPE_CHECKING:
     from service.protocol.xkeys import CurveKeyPair
 
 
-class Cold(Exception):
-    """The decision needs a secret check the verification cache cannot answer."""
+class Cold(BaseException):
+    """
+    The decision needs a secret check the login cache cannot answer.
+
+    Control flow, not an error: it derives from BaseException so that no
+    `except Exception` between the secret check and `decide_fast` (in the
+    policy, a provider, the handler) can swallow it as a failure.
+    """
 
 
 _lane = threading.local()

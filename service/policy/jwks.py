@@ -34,6 +34,8 @@ import structlog
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
+from service.errors import JwksError
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from http.client import HTTPMessage
@@ -59,10 +61,6 @@ BAD_ALGORITHM = "token_bad_algorithm"
 # never becomes a verification key, and `oct` (shared secret) keys are not
 # accepted from a JWKS at all: HS256 needs an explicit secret file.
 _PUBLIC_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x")}
-
-
-class JwksError(ValueError):
-    """A key set that is not a usable JWKS (the message names no key data)."""
 
 
 def parse_jwks(data: bytes) -> dict[str, dict[str, str]]:

@@ -22,8 +22,9 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from service.errors import PolicyError
+from service.errors import PolicyError, ProviderProblem
 from service.policy.certs import CertificateIndex
+from service.policy.fields import merge_rules
 from service.policy.model import (
     Account,
     Grantee,
@@ -32,8 +33,8 @@ from service.policy.model import (
     validate_document,
 )
 from service.policy.principal import Identity, Network, Principal, networks
-from service.policy.providers import Provider, ProviderProblem, compile_provider
-from service.policy.subjects import merge_rules, render
+from service.policy.providers import Provider, compile_provider
+from service.policy.subjects import render
 from service.policy.yamlerrors import line_of, message, where, yaml_problem
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from service.policy import jwks
+from service.errors import JwksError, ProviderProblem
 from service.policy.fields import (
     CONFIG,
     AccountRef,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from service.policy.fields import Role
+    from service.policy.jwks import KeyStore
     from service.policy.principal import Network
 
 AsymmetricAlgorithm = Literal[
@@ -146,15 +147,6 @@ class IdentityProvider(BaseModel):
         return self
 
 
-class ProviderProblem(Exception):
-    """A provider's key material cannot be used; `loc` is where in the file."""
-
-    def __init__(self, loc: tuple[int | str, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.message = message
-
-
 @dataclass(frozen=True, slots=True)
 class Provider:
     """An identity provider, compiled for verification."""
@@ -163,7 +155,7 @@ class Provider:
     issuer: str
     audiences: frozenset[str]
     algorithms: frozenset[str]
-    keys: jwks.KeyStore | None
+    keys: KeyStore | None
     secret: bytes = field(repr=False)
     leeway: int
     wait: float
@@ -196,9 +188,14 @@ def compile_provider(
     """
     Read the provider's key material and build its runtime form.
 
+    `jwks` (HTTP fetches, a refresh thread) is imported here, at load time,
+    so that importing the sans-IO core (`service.handler`) pulls in no IO.
+
     Raises:
         ProviderProblem: A key file is unreadable or unusable.
     """
+    from service.policy.jwks import file_store, url_store  # noqa: PLC0415
+
     loc: tuple[int | str, ...] = ("identity_providers", index)
     secret = b""
     if spec.hs256_secret_file is not None:
@@ -214,15 +211,15 @@ def compile_provider(
             raise ProviderProblem((*loc, "hs256_secret_file"), message)
     keys = None
     if spec.jwks_url is not None:
-        keys = jwks.url_store(spec.jwks_url)
+        keys = url_store(spec.jwks_url)
     elif spec.jwks_file is not None:
         path = base_dir / spec.jwks_file
         try:
-            keys = jwks.file_store(path)
+            keys = file_store(path)
         except OSError as exc:
             message = f"cannot read {path}: {exc.strerror or exc}"
             raise ProviderProblem((*loc, "jwks_file"), message) from None
-        except jwks.JwksError as exc:
+        except JwksError as exc:
             raise ProviderProblem((*loc, "jwks_file"), f"{path}: {exc}") from None
     return Provider(
         name=spec.name,

@@ -22,9 +22,8 @@ from pydantic_core import PydanticCustomError
 from service.protocol.claims import Permission, ResponsePermission
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping
 
-    from service.policy.fields import Grantee, Role
 
 TEMPLATE_VARS = ("user", "account")
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -216,29 +215,6 @@ def make_rules(
         uses_user="{{user}}" in joined,
         uses_account="{{account}}" in joined,
         claim_paths=_dedupe(_CLAIM_USE.findall(joined)),
-    )
-
-
-def merge_rules(sources: Sequence[Role | Grantee]) -> Rules:
-    """
-    Merge the roles' permission lists (in order) with the grantee's own.
-
-    Args:
-        sources: The roles, then the grantee itself, last. Its `responses`
-            win; else the first role's that has one.
-    """
-    *roles, own = sources
-    responses = own.responses or next((r.responses for r in roles if r.responses), None)
-    return make_rules(
-        pub_allow=(s for source in sources for s in source.publish.allow),
-        pub_deny=(s for source in sources for s in source.publish.deny),
-        sub_allow=(s for source in sources for s in source.subscribe.allow),
-        sub_deny=(s for source in sources for s in source.subscribe.deny),
-        resp=None
-        if responses is None
-        else ResponsePermission(
-            max=responses.max, ttl_seconds=float(responses.expires or 0)
-        ),
     )
 
 

@@ -40,9 +40,8 @@ from jwt.exceptions import (
     PyJWTError,
 )
 
-from service.policy.fields import Role
+from service.policy.fields import Role, merge_rules
 from service.policy.principal import Principal
-from service.policy.subjects import merge_rules
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from service.dispatch.cachepeers import PEER_FD_ENV, Hub
+from service.config import worker_environment, worker_seat
+from service.dispatch.cachepeers import Hub
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
     from service.config import Settings
 
-WORKER_ENV = "NATS_AUTH_CALLOUT_WORKER"
 EXIT_USAGE = 2
 KILL_AFTER = 10.0
 FIRST_PAUSE, MAX_PAUSE = 0.5, 30.0
@@ -56,9 +56,9 @@ log = structlog.get_logger("callout")
 
 def bind_worker_index() -> None:
     """In a child: every log line from here on carries `worker: k`."""
-    index = os.environ.get(WORKER_ENV, "")
-    if index.isdigit():
-        structlog.contextvars.bind_contextvars(worker=int(index))
+    index = worker_seat().index
+    if index is not None:
+        structlog.contextvars.bind_contextvars(worker=index)
 
 
 def http_listen(listen: str, index: int) -> str:
@@ -98,12 +98,9 @@ class Supervisor:
 
     def _spawn(self, index: int, pause: float = 0.0) -> _Child:
         channel = self.peers.channel(index)
-        env = os.environ | {
-            "CALLOUT_WORKERS": "1",
-            "CALLOUT_HTTP_LISTEN": http_listen(self.settings.http_listen, index),
-            WORKER_ENV: str(index),
-            PEER_FD_ENV: str(channel.fileno()),
-        }
+        env = worker_environment(
+            index, channel.fileno(), http_listen(self.settings.http_listen, index)
+        )
         with channel:  # the child has its copy once started
             proc = subprocess.Popen(  # noqa: S603 - our own command
                 self.argv, env=env, pass_fds=(channel.fileno(),)

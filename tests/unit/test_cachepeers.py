@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import bcrypt
 import pytest
 
-from service.dispatch.cachepeers import PEER_FD_ENV, Hub, Link
+from service.config import PEER_FD_ENV
+from service.dispatch.cachepeers import Hub, Link
 from service.dispatch.logincache import LoginCache
 
 if TYPE_CHECKING:

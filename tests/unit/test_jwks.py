@@ -12,6 +12,7 @@ import pytest
 import structlog
 from jwt import PyJWK
 
+from service.errors import JwksError
 from service.policy import jwks
 from tests.idp import JwksServer, SigningKey
 
@@ -104,7 +105,7 @@ def test_parse_keeps_public_signing_keys_only() -> None:
 )
 def test_parse_refuses_unusable_documents(data: bytes) -> None:
     """Anything without one usable key is a JwksError (never a crash)."""
-    with pytest.raises(jwks.JwksError):
+    with pytest.raises(JwksError):
         jwks.parse_jwks(data)
 
 
@@ -229,7 +230,7 @@ def test_file_store_reads_now_and_fails_the_load(tmp_path: Path) -> None:
 
     assert store.loaded
     assert isinstance(store.find("ec-1", "ES256", wait=0.1), PyJWK)
-    with pytest.raises(jwks.JwksError):
+    with pytest.raises(JwksError):
         jwks.file_store(bad)
     with pytest.raises(OSError, match="No such file"):
         jwks.file_store(tmp_path / "absent.json")

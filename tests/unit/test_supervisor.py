@@ -9,6 +9,7 @@ import pytest
 import structlog
 
 from service import cli
+from service.config import WORKER_ENV
 from service.process import supervisor
 from service.protocol.nkeys import KeyPair, Prefix
 
@@ -85,7 +86,7 @@ def test_each_child_listens_on_its_own_port(
 
 def test_a_child_logs_its_index(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every log line of worker k carries `worker: k`."""
-    monkeypatch.setenv(supervisor.WORKER_ENV, "1")
+    monkeypatch.setenv(WORKER_ENV, "1")
     structlog.contextvars.clear_contextvars()
 
     supervisor.bind_worker_index()
