@@ -92,7 +92,7 @@ class Dispatcher:
         health: Health,
         peers: Link | None = None,
     ) -> None:
-        self.secret_cache = LoginCache(
+        self.login_cache = LoginCache(
             check=check_or_defer,
             ttl=settings.cache_ttl,
             key=None if peers is None else peers.key,
@@ -102,7 +102,7 @@ class Dispatcher:
             issuer=keys.issuer,
             xkey=keys.xkey,
             policy=policy,
-            check_secret=self.secret_cache,
+            check_secret=self.login_cache,
             signers=signers,
             issuer_account=settings.issuer_account or "",
         )
@@ -126,11 +126,16 @@ class Dispatcher:
             inflight=lambda: self._inflight,
             connected=lambda: float(health.connected),
         )
-        metrics.track_cache(self.secret_cache)
+        metrics.track_cache(self.login_cache)
 
     @property
     def context(self) -> HandlerContext:
         return self._ctx
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force."""
+        return self._ctx.policy
 
     def install(self, loaded: Loaded) -> None:
         """Put a reloaded policy in force (one assignment: atomic on the loop)."""
@@ -138,7 +143,7 @@ class Dispatcher:
             self._ctx, policy=loaded.policy, signers=loaded.signers
         )
         # hygiene more than correctness: cached successes are keyed by the hash
-        self.secret_cache.clear()
+        self.login_cache.clear()
         self._metrics.set_policy(loaded.policy.version_hash)
 
     def accept(

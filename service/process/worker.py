@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
 
     from service.config import Keys, Settings
+    from service.dispatch.logincache import LoginCache
     from service.policy import Policy
     from service.signers import AccountSigner, Loaded
 
@@ -68,6 +69,7 @@ class Worker:
         peers: Link | None = None,
     ) -> None:
         self.settings = settings
+        self._keys = keys
         self.health = Health()
         self.metrics = metrics or Metrics()
         self.dispatcher = Dispatcher(
@@ -88,7 +90,12 @@ class Worker:
 
     @property
     def policy(self) -> Policy:
-        return self.dispatcher.context.policy
+        return self.dispatcher.policy
+
+    @property
+    def login_cache(self) -> LoginCache:
+        """The verification cache, for sharing with sibling workers."""
+        return self.dispatcher.login_cache
 
     def install(self, loaded: Loaded) -> None:
         """Put a reloaded policy in force."""
@@ -155,14 +162,14 @@ class Worker:
             log.warning("callout.subscribe_unconfirmed", error=type(exc).__name__)
         else:
             self.health.subscribed = not self.health.subscribe_denied
-        ctx = self.dispatcher.context
+        xkey = self._keys.xkey
         log.info(
             "callout.started",
             queue_group=self.settings.queue_group,
             mode=self.settings.mode,
-            issuer=ctx.issuer.public_key,
-            xkey=ctx.xkey.public_key if ctx.xkey else None,
-            policy_version=ctx.policy.version_hash,
+            issuer=self._keys.issuer.public_key,
+            xkey=xkey.public_key if xkey else None,
+            policy_version=self.policy.version_hash,
         )
         task = asyncio.create_task(self._check_connection(nc))
         self._background.add(task)
@@ -219,7 +226,7 @@ class Worker:
                 await asyncio.sleep(0)
 
         # awaited: a decision without bcrypt is made and answered before
-        # nats-py hands us the next message (back-pressure, see dispatch.py)
+        # nats-py hands us the next message (back-pressure, see dispatch/dispatcher.py)
         await self.dispatcher.dispatch(msg.data, msg.headers, respond)
 
     async def _on_error(self, exc: Exception) -> None:
@@ -299,7 +306,7 @@ async def serve(
     watcher = asyncio.create_task(reloader.watch(stop))
     sharing = None
     if peers is not None:
-        sharing = asyncio.create_task(peers.listen(worker.dispatcher.secret_cache))
+        sharing = asyncio.create_task(peers.listen(worker.login_cache))
     try:
         await worker.run(stop)
     finally:

@@ -101,7 +101,7 @@ async def test_a_cached_user_is_answered_before_cold_checks_queued_ahead() -> No
     assert answered_inline == ["warm-up", "known"]
     assert order[:2] == ["warm-up", "known"]
     assert sorted(order[2:]) == COLD
-    assert dispatcher.secret_cache.hits == 1
+    assert dispatcher.login_cache.hits == 1
 
 
 async def test_a_request_that_cannot_make_its_deadline_is_dropped_and_counted() -> None:
@@ -138,11 +138,11 @@ async def test_a_shed_request_still_warms_the_cache_for_the_retry() -> None:
     await dispatcher.dispatch(_request("known", ttl=2), None, _recording(sent, "shed"))
     await dispatcher.wait()
 
-    await asyncio.to_thread(_wait_for, lambda: len(dispatcher.secret_cache) == 1)
+    await asyncio.to_thread(_wait_for, lambda: len(dispatcher.login_cache) == 1)
     await dispatcher.dispatch(_request("known"), None, _recording(sent, "retry"))
 
     assert sent == ["retry"]  # answered before dispatch() returned: no bcrypt
-    assert dispatcher.secret_cache.hits == 1
+    assert dispatcher.login_cache.hits == 1
     dispatcher.close()
 
 
@@ -164,7 +164,7 @@ def test_verified_secrets_stay_cached_for_cache_ttl() -> None:
     """CALLOUT_CACHE_TTL reaches the verification cache."""
     dispatcher, _ = _dispatcher(cache_ttl=123)
 
-    assert dispatcher.secret_cache._ttl == 123
+    assert dispatcher.login_cache._ttl == 123
     dispatcher.close()
 
 
