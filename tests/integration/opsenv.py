@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
-import bcrypt
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.protocol.nkeys import KeyPair, Prefix
+from tests.builders import hash_secret
 from tests.natsserver import NatsServer, config_mode_body
 from tests.service_process import ServiceProcess
 
@@ -31,7 +31,7 @@ PASSWORDS = {
 
 
 def bcrypt_hash(secret: str, cost: int = 4) -> str:
-    return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(cost)).decode()
+    return hash_secret(secret, cost)
 
 
 def policy_yaml(

@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import bcrypt
 import pytest
 
 from service.protocol.nkeys import KeyPair, Prefix
 from tests import idp
+from tests.builders import hash_secret
 from tests.integration.clients import connect, connect_fails, round_trip, user_info
 from tests.natsserver import NatsServer, config_mode_body
 from tests.service_process import ServiceProcess
@@ -59,7 +59,7 @@ def good(**extra: Any) -> dict[str, Any]:
 
 
 def policy_yaml(env_urls: dict[str, str]) -> str:
-    password = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    password = hash_secret(PASSWORD)
     common = {
         "audiences": [idp.AUDIENCE],
         "algorithms": ["RS256", "ES256", "EdDSA"],

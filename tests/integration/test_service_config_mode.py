@@ -9,11 +9,11 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import bcrypt
 import pytest
 
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.xkeys import CurveKeyPair
+from tests.builders import hash_secret
 from tests.integration.clients import (
     connect,
     connect_fails,
@@ -41,7 +41,7 @@ FAST = 1.0  # a refusal must come well before the server's 2 s auth timeout
 
 
 def _hash(secret: str) -> str:
-    return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(4)).decode()
+    return hash_secret(secret)
 
 
 def policy_yaml(sensor_nkey: str, *, anonymous: bool) -> str:

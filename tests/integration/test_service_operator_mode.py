@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import bcrypt
 import pytest
 
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.xkeys import CurveKeyPair
 from service.setup.creds import format_creds
+from tests.builders import hash_secret
 from tests.integration.clients import connect, connect_fails, round_trip, user_info
 from tests.integration.test_protocol_operator_mode import build_setup
 from tests.service_process import ServiceProcess
@@ -38,7 +38,7 @@ class Env:
 
 def _policy(app: str, other: str, app_key_file: str) -> str:
     hashes = {
-        name: bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode()
+        name: hash_secret(pw)
         for name, pw in (("alice", PASSWORD), ("mallory", MALLORY), ("bot", BOT_TOKEN))
     }
     return f"""version: 1

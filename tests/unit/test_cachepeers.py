@@ -7,17 +7,17 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-import bcrypt
 import pytest
 
 from service.config import PEER_FD_ENV
 from service.dispatch.cachepeers import Hub, Link
 from service.dispatch.logincache import LoginCache
+from tests.builders import hash_secret
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-HASH = bcrypt.hashpw(b"right", bcrypt.gensalt(4)).decode()
+HASH = hash_secret("right")
 
 
 def _link(hub: Hub, index: int, monkeypatch: pytest.MonkeyPatch) -> Link:

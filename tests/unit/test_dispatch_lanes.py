@@ -12,23 +12,21 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-import bcrypt
 import pytest
 from structlog.testing import capture_logs
 
-from service.config import Keys, Settings
-from service.dispatch.dispatcher import Dispatcher
 from service.dispatch.fastlane import claimed_deadline, deadline
-from service.ops.health import Health
-from service.ops.metrics import Metrics
 from service.policy import parse_policy
 from service.protocol.nkeys import KeyPair, Prefix
 from service.signers import AccountSigner
+from tests.builders import build_dispatcher, hash_secret
 from tests.factories import FakeServer, make_request
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
+    from service.dispatch.dispatcher import Dispatcher
+    from service.ops.metrics import Metrics
     from service.policy import Policy
 
 ISSUER = KeyPair.create(Prefix.ACCOUNT)
@@ -39,10 +37,8 @@ COLD = [f"cold{i}" for i in range(3)]
 @functools.cache
 def _policy() -> Policy:
     # cost 12, as `nats server passwd` makes them: ~0.25 s per check
-    hashes = {
-        u: bcrypt.hashpw(f"{u}-pw".encode(), bcrypt.gensalt(12)).decode() for u in COLD
-    }
-    hashes["known"] = bcrypt.hashpw(b"known-pw", bcrypt.gensalt(4)).decode()
+    hashes = {u: hash_secret(f"{u}-pw", 12) for u in COLD}
+    hashes["known"] = hash_secret("known-pw")
     return parse_policy(
         "version: 1\naccounts: {APP: {}}\ndefaults: {account: APP}\n"
         "roles: {r: {subscribe: {allow: [a]}}}\nusers:\n"
@@ -54,15 +50,7 @@ def _policy() -> Policy:
 
 
 def _dispatcher(**settings: object) -> tuple[Dispatcher, Metrics]:
-    metrics = Metrics()
-    dispatcher = Dispatcher(
-        Settings(**settings),  # type: ignore[arg-type]
-        Keys(issuer=ISSUER, xkey=None),
-        _policy(),
-        SIGNERS,
-        metrics=metrics,
-        health=Health(),
-    )
+    dispatcher, metrics, _ = build_dispatcher(_policy(), ISSUER, **settings)
     return dispatcher, metrics
 
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import bcrypt
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from service.dispatch.logincache import LoginCache
 from service.errors import BadSignature
-from service.handler import HandlerContext, handle
+from service.handler import handle
 from service.policy import parse_policy
 from service.protocol.claims import SERVER_XKEY_HEADER
 from service.protocol.jwt import decode_jwt
 from service.protocol.nkeys import KeyPair, Prefix, verify
 from service.protocol.request import decode_request, read_request
 from service.protocol.xkeys import CurveKeyPair
-from service.signers import AccountSigner
+from tests.builders import handler_context, hash_secret
 from tests.factories import (
     NOW,
     FakeServer,
@@ -28,13 +27,8 @@ from tests.factories import (
 
 ISSUER = KeyPair.create(Prefix.ACCOUNT)
 PASSWORD = "john-doe-password"
-POLICY = parse_policy(
-    john_doe_policy(bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode())
-)
-SIGNERS = {"APP": AccountSigner(ISSUER, audience="APP")}
-CTX = HandlerContext(
-    issuer=ISSUER, xkey=None, policy=POLICY, check_secret=LoginCache(), signers=SIGNERS
-)
+POLICY = parse_policy(john_doe_policy(hash_secret(PASSWORD)))
+CTX = handler_context(POLICY, ISSUER)
 SERVER = FakeServer()
 
 
@@ -105,13 +99,7 @@ def test_sealed_request_gets_a_sealed_response() -> None:
     """With xkeys on both sides, the response is sealed to the server's xkey."""
     service_xkey = CurveKeyPair.create()
     server = FakeServer(xkey=CurveKeyPair.create())
-    ctx = HandlerContext(
-        issuer=ISSUER,
-        xkey=service_xkey,
-        policy=POLICY,
-        check_secret=LoginCache(),
-        signers=SIGNERS,
-    )
+    ctx = handler_context(POLICY, ISSUER, xkey=service_xkey)
     body, headers = make_request(
         server,
         issuer_account=ISSUER.public_key,
@@ -224,9 +212,7 @@ def _forged(password: str) -> bytes:
 def test_late_verification_aborts_a_forged_request_of_a_cached_identity() -> None:
     """Verified after the decision, a forged request still gets no reply."""
     cache = LoginCache()
-    ctx = HandlerContext(
-        issuer=ISSUER, xkey=None, policy=POLICY, check_secret=cache, signers=SIGNERS
-    )
+    ctx = handler_context(POLICY, ISSUER, check_secret=cache)
     body = _genuine(PASSWORD)
     assert handle(body, None, ctx=ctx, now=NOW).decision == "allow"  # now cached
 
@@ -249,9 +235,7 @@ def test_late_verification_defers_without_checking_the_signature(
         return real_verify(key, data, signature)
 
     monkeypatch.setattr("service.protocol.jwt.verify", counting)
-    ctx = HandlerContext(
-        issuer=ISSUER, xkey=None, policy=POLICY, check_secret=_defer, signers=SIGNERS
-    )
+    ctx = handler_context(POLICY, ISSUER, check_secret=_defer)
     body = _genuine(PASSWORD)
 
     with pytest.raises(_Deferred):

@@ -6,7 +6,6 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-import bcrypt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,6 +15,7 @@ from service.errors import PolicyError
 from service.policy import Allow, Deny, evaluate, parse_policy
 from service.policy.certs import fingerprint, normalize, read_leaf
 from service.protocol.claims import ClientTLS
+from tests.builders import hash_secret
 from tests.factories import decoded_request
 from tests.idp import CA, pem
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 NOW = int(time.time())
 PASSWORD = "carol-pw-7"
-HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+HASH = hash_secret(PASSWORD)
 
 
 class Certs:

@@ -8,7 +8,6 @@ import base64
 import json
 from pathlib import Path
 
-import bcrypt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,6 +34,7 @@ from service.protocol.claims import (
     UserNKey,
 )
 from service.protocol.nkeys import KeyPair, Prefix
+from tests.builders import hash_secret
 
 NOW = 1_800_000_000
 CONN_NKEY = KeyPair.create(Prefix.USER).public_key  # the server's per-connection key
@@ -45,7 +45,7 @@ NONCE = "kZ3l0bF9ub25jZV9mcm9tX3NlcnZlcg"
 
 def hashed(secret: str) -> str:
     """A fast (cost 4) bcrypt hash for tests."""
-    return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(4)).decode()
+    return hash_secret(secret)
 
 
 POLICY_TEXT = f"""\

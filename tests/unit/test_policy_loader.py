@@ -9,20 +9,20 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import bcrypt
 import pytest
 
 from service.errors import PolicyError
 from service.policy import Policy, load_policy, parse_policy
 from service.protocol.nkeys import KeyPair, Prefix
+from tests.builders import hash_secret
 from tests.factories import john_doe_policy
 
 if TYPE_CHECKING:
     from _pytest.mark import ParameterSet
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "policy.example.yaml"
-HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
-OTHER_HASH = bcrypt.hashpw(b"other", bcrypt.gensalt(4)).decode()
+HASH = hash_secret("pw")
+OTHER_HASH = hash_secret("other")
 NKEY = KeyPair.create(Prefix.USER).public_key
 HINT = "plaintext or malformed bcrypt hash; make one with `nats-auth-callout hash`"
 PLAINTEXT = "hunter2-plaintext"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import bcrypt
 import pytest
 from pydantic import ValidationError
 
@@ -29,8 +28,9 @@ from service.policy.subjects import (
 )
 from service.protocol.claims import Permission, ResponsePermission
 from service.protocol.nkeys import KeyPair, Prefix
+from tests.builders import hash_secret
 
-HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+HASH = hash_secret("pw")
 SECRET = "hunter2-plaintext"
 
 

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import bcrypt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +18,7 @@ from service.policy import Allow, Deny, describe, evaluate, parse_policy
 from service.policy.subjects import make_rules, render
 from service.policy.tokens import lookup, parse
 from tests import idp
+from tests.builders import hash_secret
 from tests.factories import decoded_request
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ ED = idp.SigningKey.ed25519("ed-1")
 STRANGER = idp.SigningKey.rsa("rsa-1")  # same kid, other key
 SECRET = b"0123456789abcdef0123456789abcdef-hs256"
 TOKEN = "opaque-token-7d1c"
-TOKEN_HASH = bcrypt.hashpw(TOKEN.encode(), bcrypt.gensalt(4)).decode()
+TOKEN_HASH = hash_secret(TOKEN)
 EXAMPLE = Path(__file__).parents[2] / "config" / "policy.example.yaml"
 
 

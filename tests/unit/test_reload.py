@@ -6,7 +6,6 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
-import bcrypt
 import pytest
 from structlog.testing import capture_logs
 
@@ -15,13 +14,14 @@ from service.ops.metrics import Metrics
 from service.policy import Policy, load_policy
 from service.process.reload import Reloader, stamp
 from service.protocol.nkeys import KeyPair, Prefix
+from tests.builders import hash_secret
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from service.signers import Loaded
 
-HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+HASH = hash_secret("pw")
 
 
 def _policy(*users: str) -> str:

@@ -12,7 +12,7 @@ from service.policy import parse_policy
 from service.protocol.claims import AUTH_SUBJECT
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.xkeys import CurveKeyPair
-from service.signers import AccountSigner
+from tests.builders import handler_context
 from tests.factories import NOW, FakeServer, make_request
 
 ISSUER = KeyPair.create(Prefix.ACCOUNT)
@@ -23,13 +23,7 @@ POLICY = parse_policy(
 
 
 def _ctx(xkey: CurveKeyPair | None = None) -> HandlerContext:
-    return HandlerContext(
-        issuer=ISSUER,
-        xkey=xkey,
-        policy=POLICY,
-        check_secret=lambda _h, _s: False,
-        signers={"APP": AccountSigner(ISSUER, audience="APP")},
-    )
+    return handler_context(POLICY, ISSUER, xkey=xkey, check_secret=lambda _h, _s: False)
 
 
 def _run(

@@ -9,12 +9,18 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from service.config import Keys, Settings
+from service.policy import parse_policy
 from service.process.worker import Worker
-from tests.factories import FakeServer, make_request
-from tests.unit.test_dispatch import ISSUER, PASSWORD, SIGNERS, _policy
+from service.protocol.nkeys import KeyPair, Prefix
+from tests.builders import app_signers, hash_secret
+from tests.factories import FakeServer, john_doe_policy, make_request
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
+
+
+ISSUER = KeyPair.create(Prefix.ACCOUNT)
+PASSWORD = "jd-pw"
 
 
 class _Msg:
@@ -58,8 +64,8 @@ async def test_the_reply_is_written_before_the_log_line_unless_more_wait(
     worker = Worker(
         Settings(),
         Keys(issuer=ISSUER, xkey=None),
-        _policy(),
-        SIGNERS,
+        parse_policy(john_doe_policy(hash_secret(PASSWORD))),
+        app_signers(ISSUER),
     )
     body, _ = make_request(
         FakeServer(),

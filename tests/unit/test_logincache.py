@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import bcrypt
-
 from service.dispatch.logincache import LoginCache
 from service.policy.passwords import bcrypt_check
+from tests.builders import hash_secret
 
-HASH = bcrypt.hashpw(b"right", bcrypt.gensalt(4)).decode()
+HASH = hash_secret("right")
 
 
 class Counter:

@@ -7,28 +7,27 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-import bcrypt
 import pytest
 from structlog.testing import capture_logs
 
-from service.config import Keys, Settings
-from service.dispatch.dispatcher import Dispatcher
-from service.ops.health import Health
-from service.ops.metrics import Metrics
 from service.policy import parse_policy
 from service.protocol.nkeys import KeyPair, Prefix
 from service.signers import AccountSigner, Loaded
+from tests.builders import build_dispatcher, hash_secret
 from tests.factories import FakeServer, make_request
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from service.dispatch.dispatcher import Dispatcher
+    from service.ops.health import Health
+    from service.ops.metrics import Metrics
     from service.policy import Policy
 
 ISSUER = KeyPair.create(Prefix.ACCOUNT)
 SIGNERS = {"APP": AccountSigner(ISSUER, audience="APP")}
 PASSWORD = "jd-pw"
-HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+HASH = hash_secret(PASSWORD)
 
 
 def _policy(comment: str = "") -> Policy:
@@ -40,16 +39,7 @@ def _policy(comment: str = "") -> Policy:
 
 
 def _dispatcher(**settings: object) -> tuple[Dispatcher, Metrics, Health]:
-    metrics, health = Metrics(), Health()
-    dispatcher = Dispatcher(
-        Settings(**settings),  # type: ignore[arg-type]
-        Keys(issuer=ISSUER, xkey=None),
-        _policy(),
-        SIGNERS,
-        metrics=metrics,
-        health=health,
-    )
-    return dispatcher, metrics, health
+    return build_dispatcher(_policy(), ISSUER, **settings)
 
 
 def _request(*, sub: str = ISSUER.public_key, now: int | None = None) -> bytes:
