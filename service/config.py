@@ -40,7 +40,7 @@ def usable_cores() -> int:
 
 
 class Settings(BaseSettings):
-    """Every setting of the service; see README "Configuration"."""
+    """Every setting of the service; see docs/operations.md "Configuration"."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_file_encoding="utf-8"

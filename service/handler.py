@@ -74,7 +74,11 @@ class Outcome:
     via: str | None = None
 
     def log_fields(self) -> dict[str, object]:
-        """The canonical log-line fields (design.md section 6), plus `via`."""
+        """
+        The canonical log-line fields, plus `via`.
+
+        They are listed in docs/operations.md "Decisions and logs".
+        """
         fields: dict[str, object] = {
             "decision": self.decision,
             "user": self.user,

@@ -3,9 +3,9 @@ Who signs the user JWT for each account the policy may place users in, and
 loading a policy together with its signers (`load`, at startup and reload).
 
 Config mode: the issuer key signs everything, and the user JWT's `aud` is the
-account's name (protocol.md section 9.4). Operator mode: the target account's
+account's name (docs/protocol.md §7.4). Operator mode: the target account's
 own key or one of its signing keys signs, with `issuer_account` set when it is
-a signing key (protocol.md section 6.2); `aud` is ignored by the server.
+a signing key (docs/protocol.md §6.2); `aud` is ignored by the server.
 """
 
 from __future__ import annotations

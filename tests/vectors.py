@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from service.protocol.nkeys import KeyPair
     from service.protocol.xkeys import CurveKeyPair
 
-# docs/protocol.md sections 1.1 and 2.4
+# docs/protocol.md §1.1 and §2.4
 ISSUER_SEED = "SAANDLKMXL6CUS3CP52WIXBEDN6YJ545GDKC65U5JZPPV6WH6ESWUA6YAI"
 ISSUER_PUBLIC = "ABJHLOVMPA4CI6R5KLNGOB4GSLNIY7IOUPAJC4YFNDLQVIOBYQGUWVLA"
 USER_SEED = "SUAP277QP7U4JMFFPVZHLJYEQJ2UHOTYVEIZJYAWRJXQLP4FRSEHYZJJOU"
@@ -56,7 +56,7 @@ USER_JWT_PAYLOAD = (
     b'"subs":-1,"data":-1,"payload":-1,"type":"user","version":2}}'
 )
 
-# docs/protocol.md section 2.5: request captured from nats-server v2.15.1
+# docs/protocol.md §2.5: request captured from nats-server v2.15.1
 CAPTURED_REQUEST: dict[str, Any] = {
     "aud": "nats-authorization-request",
     "exp": 1795868223,

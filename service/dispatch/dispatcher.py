@@ -4,7 +4,7 @@ Request dispatch: decide, reply, one log line, metrics, checks.
 No `nats` import: the worker hands over each message as bytes, headers and
 a `respond` coroutine function, so everything here works with any transport.
 
-Two lanes (service/fastpath.py, service/coldlane.py):
+Two lanes (dispatch/fastlane.py, dispatch/coldlane.py):
 
 - fast: every request is first decided on the event loop, inside `accept`,
   with a secret check that only consults the verification cache. Without
@@ -262,8 +262,8 @@ class Dispatcher:
         """Reply (unless too late), log, and check a new server's configuration."""
         reply = outcome.reply
         if reply is not None:
-            # exp is whole seconds (see codec.decode_request): past exp + 1 the
-            # server has certainly given up, so a reply would only be noise.
+            # exp is whole seconds (see protocol.request.decode_request): past
+            # exp + 1 the server has certainly given up, so a reply is noise.
             if outcome.expires and math.floor(time.time()) > outcome.expires:
                 outcome = dataclasses.replace(
                     outcome, decision="abort", reply=None, reason="deadline_passed"

@@ -37,7 +37,7 @@ class DecisionRecorder:
     def outcome(
         self, outcome: Outcome, started: float, version: str, **extra: object
     ) -> None:
-        """The decision line (README "Logs") and its metrics."""
+        """The decision line (docs/operations.md, "Decisions and logs"), metrics."""
         seconds = time.perf_counter() - started
         self._metrics.observe(outcome.decision, outcome.reason, seconds)
         if outcome.reason in _EXPIRED:

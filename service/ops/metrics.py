@@ -71,7 +71,11 @@ def label(reason: str | None) -> str:
 
 
 class Metrics:
-    """Every metric the service exports; see README "Metrics"."""
+    """
+    Every metric the service exports.
+
+    They are listed in docs/operations.md "Health, readiness, metrics".
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

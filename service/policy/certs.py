@@ -4,7 +4,7 @@
 Only the leaf of the first chain nats-server *verified*
 (`client_tls.verified_chains[0][0]`) is ever read: `client_tls.certs` is what
 the client presented, unverified, and is sent exactly when there is no
-verified chain (protocol.md §2.5), so it proves nothing. The leaf is matched
+verified chain (docs/protocol.md §2.5), so it proves nothing. The leaf is matched
 by subject CN, a SAN (DNS name, email, URI such as a SPIFFE ID) or the
 SHA-256 fingerprint of its DER; the first entry in file order wins.
 """

@@ -2,7 +2,7 @@
 The decision: (Policy, AuthRequest, now) -> Allow | Deny. No IO of its own.
 
 Order: identify the client (below), then the checks nats-server does not do
-for callout users (protocol.md §9.10: `source_networks`, `connection_types`),
+for callout users (docs/protocol.md §7.10: `source_networks`, `connection_types`),
 then the grant, compiled at load time (loader.py) or rendered now from the
 connection (anonymous `{{user}}`, token claims). The bcrypt check is injected
 so the service can run it off the event loop behind a cache.
@@ -49,7 +49,7 @@ CheckSecret: TypeAlias = Callable[[str, str], bool]
 VerifyNKey: TypeAlias = Callable[[str, bytes, bytes], bool]
 
 _RAW_URL_B64 = re.compile(r"[A-Za-z0-9_-]*")
-# client_info.type/kind -> jwt ConnectionType (protocol.md §2.5).
+# client_info.type/kind -> jwt ConnectionType (docs/protocol.md §2.5).
 _CONNECTION_TYPES = {"nats": "STANDARD", "websocket": "WEBSOCKET", "mqtt": "MQTT"}
 
 
@@ -82,7 +82,7 @@ class Deny:
     The client is refused.
 
     Attributes:
-        reason: Short code for logs (docs/design.md §6).
+        reason: Short code for logs (docs/operations.md "Decisions and logs").
         user: The policy user it was identified as, if any. Names the client
             sent that match no user are not kept: they may be mistyped secrets.
         via: The identity provider (`jwt:<name>`) or certificate subject
@@ -234,7 +234,7 @@ def _by_nkey(
     user = policy.nkeys.get(nkey)
     if user is None:
         return Deny("unknown_nkey")
-    # Without a nonce there is nothing the key proved (protocol.md §9.16).
+    # Without a nonce there is nothing the key proved (docs/protocol.md §7.16).
     if not sig or not nonce:
         return Deny("missing_nkey_signature", user=user.name)
     raw = _decode_sig(sig)

@@ -1,5 +1,5 @@
 """
-The policy file's shape (docs/design.md §5), as frozen pydantic v2 models.
+The policy file's shape (docs/policy.md), as frozen pydantic v2 models.
 
 Whole-document checks (known roles, declared accounts, duplicate identities)
 are field validators reading a `References` context, so each problem keeps

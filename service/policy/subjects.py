@@ -4,8 +4,8 @@ templates, and merging permission lists into a Grant.
 
 Strategy: every subject is checked once, at load time, with each template
 replaced by a placeholder token. At request time a template may only expand
-to a value that `is_safe_token` accepts (docs/design.md §5), so the result
-is still a valid subject with the same wildcards. Named users' lists are
+to a value that `is_safe_token` accepts (docs/policy.md "The policy file"), so
+the result is still a valid subject with the same wildcards. Named users' lists are
 rendered at load time; only anonymous `{{user}}` and the `{{claim.NAME}}`
 values of a bearer token (identity_providers) are known per connection.
 """
@@ -259,11 +259,11 @@ def render(
     # Deny wins, as in NATS: an entry in both lists stays only in deny.
     pub_allow = tuple(s for s in fill(rules.pub_allow) if s not in pub_deny)
     sub_allow = tuple(s for s in fill(rules.sub_allow) if s not in sub_deny)
-    # protocol.md §9.12: with no allow list the server applies the account's
+    # docs/protocol.md §7.12: with no allow list the server applies the account's
     # default permissions (often everything), so an empty allow list must
-    # become an explicit deny-all. §9.11: with `resp` set and no pub allow the
-    # server already denies every publish but replies; ">" in deny would also
-    # block the replies.
+    # become an explicit deny-all. docs/protocol.md §7.11: with `resp` set and
+    # no pub allow the server already denies every publish but replies; ">"
+    # in deny would also block the replies.
     if not pub_allow and rules.resp is None and ">" not in pub_deny:
         pub_deny = (*pub_deny, ">")
     if not sub_allow and ">" not in sub_deny:

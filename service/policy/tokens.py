@@ -1,7 +1,7 @@
 """
 Bearer JWTs from identity providers: is it one, whose, is it valid, who is it.
 
-Checks in order, each failure its reason code (docs/design.md §6):
+Checks in order, each failure its reason code (docs/operations.md "Decisions and logs"):
 1. shape: at most 16 KiB, three base64url parts, a JSON header with `alg`
    and a JSON object payload. Not JWT-shaped: `parse()` returns None and
    the caller treats it as an ordinary token (bcrypt token users).

@@ -1,7 +1,7 @@
 """
 The values inside NATS JWTs, as frozen dataclasses.
 
-`codec.py` validates what comes in once and builds these; everything after it
+`protocol/request.py` validates what comes in once and builds these; everything after it
 trusts their types. Fields that may hold secrets are left out of `repr()`.
 """
 

@@ -3,7 +3,7 @@ NKeys (Ed25519) on PyNaCl: the text codec, key pairs, signature checks.
 
 The `nkeys` package on PyPI has no curve prefix, cannot create keys and cannot
 verify with only a public key, so the text codec lives here (nats-io/nkeys
-strkey.go, crc16.go; docs/protocol.md §1). Tests check it against the
+strkey.go, crc16.go; docs/protocol.md §1.1). Tests check it against the
 `nkeys` package for the prefixes that package knows.
 
 Seeds are held as private bytes and never appear in repr() or str(); the only

@@ -2,7 +2,7 @@
 Curve keys (X25519) and xkv1 sealing, as nats-server's xkey encryption uses.
 
 The raw seed is the X25519 private scalar itself (nkeys xkeys.go); a sealed
-message is `xkv1` + 24-byte nonce + crypto_box (docs/protocol.md §3).
+message is `xkv1` + 24-byte nonce + crypto_box (docs/protocol.md §5).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def encode_account_jwt(claims: AccountClaims, signer: KeyPair, *, now: int) -> s
     Encode an account JWT signed by the operator (or its signing key).
 
     Limits are written as -1 (unlimited): omitted limits mean 0, and `conn: 0`
-    refuses every connection (docs/protocol.md section 9.21).
+    refuses every connection (docs/protocol.md §7.21).
     """
     limits: dict[str, object] = {
         "subs": -1,

@@ -9,8 +9,6 @@ import re
 from service.errors import KeyFormatError
 from service.protocol.nkeys import KeyPair, Prefix
 
-# A user JWT and its user seed (nsc's layout); codec re-exports both functions.
-
 _CREDS = """-----BEGIN NATS USER JWT-----
 {jwt}
 ------END NATS USER JWT------

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from service.errors import ConfigError
-from service.setup.init import DEMO_USERS, Mode, Scaffold, generate, write
+from service.setup.init import DEMO_USERS, Mode, WorkingSet, generate, write
 
 if TYPE_CHECKING:
     import argparse
@@ -73,23 +73,24 @@ def check_ports(*ports: int) -> None:
                 ) from None
 
 
-def users_text(scaffold: Scaffold) -> str:
+def users_text(working_set: WorkingSet) -> str:
     """The demo logins: shown once, the files only hold bcrypt hashes."""
     width = max(map(len, DEMO_USERS))
+    passwords = working_set.passwords
     lines = [
-        f"  user: {name:<{width}}  password: {scaffold.passwords[name]}  (role {role})"
+        f"  user: {name:<{width}}  password: {passwords[name]}  (role {role})"
         for name, role in DEMO_USERS.items()
     ]
     return "\n".join(["Demo users (shown only now; policy.yaml keeps hashes):", *lines])
 
 
-def connect_text(scaffold: Scaffold) -> str:
+def connect_text(working_set: WorkingSet) -> str:
     """URLs, demo users, and client snippets for Python and the browser."""
-    url = f"nats://127.0.0.1:{scaffold.port}"
-    ws_url = f"ws://127.0.0.1:{scaffold.ws_port}"
-    password = scaffold.passwords["john-doe"]
+    url = f"nats://127.0.0.1:{working_set.port}"
+    ws_url = f"ws://127.0.0.1:{working_set.ws_port}"
+    password = working_set.passwords["john-doe"]
     return f"""\
-{users_text(scaffold)}
+{users_text(working_set)}
 
 Connect to {url} (TCP) or {ws_url} (WebSocket) with one of them.
 john-doe may use only users.john-doe.> (and _INBOX.> replies); admin, anything.
@@ -113,22 +114,22 @@ Browser (npm install @nats-io/nats-core; with nats.ws: connect(...)):
     }});"""
 
 
-def init_text(scaffold: Scaffold) -> str:
+def init_text(working_set: WorkingSet) -> str:
     """What `init` prints: the files, how to start, how to connect."""
-    directory = scaffold.directory
+    directory = working_set.directory
     files = "\n".join(
-        f"  {name}{'  (0600)' if name in scaffold.secret else ''}"
-        for name in sorted(scaffold.files)
+        f"  {name}{'  (0600)' if name in working_set.secret else ''}"
+        for name in sorted(working_set.files)
     )
     return f"""\
-Wrote a {scaffold.mode}-mode set to {directory}:
+Wrote a {working_set.mode}-mode set to {directory}:
 {files}
 
 Start:
   nats-server -c {directory / "nats-server.conf"}
   nats-auth-callout run --env-file {directory / "callout.env"}
 
-{connect_text(scaffold)}"""
+{connect_text(working_set)}"""
 
 
 class Child:
@@ -241,22 +242,22 @@ def run(
     }
     code = 1
     try:
-        scaffold = generate(
+        working_set = generate(
             target, mode=mode, xkey=xkey, port=port, ws_port=ws_port, cost=cost
         )
-        write(scaffold)
-        say(f"nats-auth-callout dev: {mode} mode, files in {scaffold.directory}")
+        write(working_set)
+        say(f"nats-auth-callout dev: {mode} mode, files in {working_set.directory}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLOUT_")}
-        server.start(env=env, cwd=scaffold.directory)
+        server.start(env=env, cwd=working_set.directory)
         server.wait_ready(READY_TIMEOUT)
         say(f"nats-server (pid {server.proc and server.proc.pid}) is up")
         # console logs for a person at a terminal, JSON for a pipe; the env beats
         # the env file
         fmt = "console" if sys.stdout.isatty() else "json"
         env |= {"CALLOUT_LOG_FORMAT": fmt, "PYTHONUNBUFFERED": "1"}
-        service.start(env=env, cwd=scaffold.directory)
+        service.start(env=env, cwd=working_set.directory)
         service.wait_ready(READY_TIMEOUT)
-        say(f"\n{connect_text(scaffold)}\n")
+        say(f"\n{connect_text(working_set)}\n")
         say(f"{READY} Ctrl-C stops the service and nats-server.")
         any_exit.wait()  # a signal interrupts this with KeyboardInterrupt
         gone = server if server.exited.is_set() else service

@@ -1,10 +1,10 @@
 """
 `init`: a set of keys, nats-server.conf, policy.yaml and callout.env that work
-together, for config or operator mode (docs/protocol.md section 6).
+together, for config or operator mode (docs/protocol.md §6).
 
 Everything is built in memory by pure functions (randomness aside); `write()`
 is the only part that touches the disk. Demo passwords live only in the
-returned `Scaffold`: the files hold bcrypt hashes, the caller prints them once.
+returned `WorkingSet`: the files hold bcrypt hashes, the caller prints them once.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ _user = functools.partial(KeyPair.create, Prefix.USER)
 @dataclass(frozen=True)
 class OperatorSetup:
     """
-    Operator mode in keys and codec-signed JWTs; every key is fresh unless given.
+    Operator mode in keys and JWTs signed here; every key is fresh unless given.
 
     AUTH runs the callout (`auth_users`: the service user; `allowed_accounts`:
     APP); APP has a signing key that signs user JWTs; SYS is the system
@@ -140,7 +140,7 @@ default_sentinel: {_q(self.sentinel_jwt)}
 
 
 @dataclass(frozen=True)
-class Scaffold:
+class WorkingSet:
     """What `init` writes: file name -> text; `secret` ones get mode 0600."""
 
     directory: Path
@@ -222,7 +222,7 @@ def generate(
     port: int = 4222,
     ws_port: int = 8080,
     cost: int = 12,
-) -> Scaffold:
+) -> WorkingSet:
     """Build every file of a working set for `directory` (nothing is written)."""
     directory = directory.absolute()  # callout.env must work from any cwd
     curve = CurveKeyPair.create() if xkey else None
@@ -277,12 +277,12 @@ websocket {{ listen: "127.0.0.1:{ws_port}", no_tls: true }}
     files["callout.env"] = env_file(settings)
     # Seeds and creds are private keys; the hashes are offline-guessable.
     secret = frozenset(n for n in files if n.endswith((".nk", ".creds", ".yaml")))
-    return Scaffold(directory, mode, port, ws_port, files, secret, passwords)
+    return WorkingSet(directory, mode, port, ws_port, files, secret, passwords)
 
 
-def write(scaffold: Scaffold) -> None:
+def write(working_set: WorkingSet) -> None:
     """Write the files (secrets 0600) into a new or empty dir, or ConfigError."""
-    directory = scaffold.directory
+    directory = working_set.directory
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ConfigError(
             f"{directory} exists and is not empty; init never overwrites keys. "
@@ -290,8 +290,8 @@ def write(scaffold: Scaffold) -> None:
         )
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name, text in scaffold.files.items():
-            mode = 0o600 if name in scaffold.secret else 0o644
+        for name, text in working_set.files.items():
+            mode = 0o600 if name in working_set.secret else 0o644
             # O_EXCL: never replace a file that appeared since the check
             fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             os.fchmod(fd, mode)  # exact mode whatever the umask

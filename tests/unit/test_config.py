@@ -31,7 +31,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults_match_the_design_table() -> None:
-    """Unset variables take the defaults design.md section 4 promises."""
+    """Unset variables take the defaults docs/operations.md "Configuration" promises."""
     settings = load_settings()
 
     assert settings.nats_url == "nats://127.0.0.1:4222"

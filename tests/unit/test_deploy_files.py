@@ -577,7 +577,7 @@ def _service(key: str) -> list[str]:
 
 
 def test_systemd_unit_is_hardened() -> None:
-    """A dedicated user and the sandboxing the README promises."""
+    """A dedicated user and the sandboxing docs/deployment.md promises."""
     sysusers = (SYSTEMD / "nats-auth-callout.sysusers").read_text("utf-8")
 
     assert {s for s, _, _ in unit_entries(UNIT)} == {"Unit", "Service", "Install"}

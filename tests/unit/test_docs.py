@@ -72,3 +72,41 @@ def test_documented_log_events_are_the_emitted_ones() -> None:
     emitted = _emitted_events()
 
     assert _documented_events() == emitted
+
+
+BARE_DOC = re.compile(r"(?<![\w/.-])([\w-]+\.md)\b")
+SECTION = re.compile(r"docs/(\w+)\.md §(\d+(?:\.\d+)?)")
+
+
+def test_every_bare_document_name_exists_here() -> None:
+    """A doc named without its folder (e.g. `protocol.md`) is in the root or docs/."""
+    missing = []
+    for name in _repository_files():
+        if name == HISTORY or not name.endswith((".py", ".md", ".yaml", ".toml")):
+            continue
+        text = (ROOT / name).read_text(encoding="utf-8", errors="replace")
+        for found in BARE_DOC.finditer(text):
+            doc = found[1]
+            if not ((ROOT / doc).is_file() or (ROOT / "docs" / doc).is_file()):
+                line = text.count("\n", 0, found.start()) + 1
+                missing.append(f"{name}:{line}: {doc}")
+
+    assert missing == []
+
+
+def test_every_cited_section_exists() -> None:
+    """Each `docs/<doc>.md §N.M` citation names a numbered heading of that doc."""
+    missing = []
+    for name in _repository_files():
+        if name == HISTORY:
+            continue
+        text = (ROOT / name).read_text(encoding="utf-8", errors="replace")
+        for found in SECTION.finditer(text):
+            doc = ROOT / "docs" / f"{found[1]}.md"
+            number = found[2]
+            heading = re.compile(rf"^#+ {re.escape(number)}\.?\s", re.MULTILINE)
+            if not doc.is_file() or not heading.search(doc.read_text("utf-8")):
+                line = text.count("\n", 0, found.start()) + 1
+                missing.append(f"{name}:{line}: {found[0]}")
+
+    assert missing == []

@@ -57,7 +57,7 @@ def _vector_user_claims() -> UserClaims:
 
 
 def test_user_jwt_vector_is_reproduced_byte_for_byte() -> None:
-    """encode_user_jwt gives exactly the signed token of protocol.md 2.4."""
+    """encode_user_jwt gives exactly the signed token of docs/protocol.md §2.4."""
     issuer = KeyPair.from_seed(ISSUER_SEED)
 
     token = encode_user_jwt(_vector_user_claims(), issuer, now=1700000000)

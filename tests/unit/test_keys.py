@@ -30,7 +30,7 @@ from service.protocol.xkeys import XKEY_VERSION, CurveKeyPair, check_curve_publi
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# docs/protocol.md section 1.1 (from nats-server auth_callout_test.go)
+# docs/protocol.md §1.1 (from nats-server auth_callout_test.go)
 ACCOUNT_SEED = "SAANDLKMXL6CUS3CP52WIXBEDN6YJ545GDKC65U5JZPPV6WH6ESWUA6YAI"
 ACCOUNT_PUBLIC = "ABJHLOVMPA4CI6R5KLNGOB4GSLNIY7IOUPAJC4YFNDLQVIOBYQGUWVLA"
 USER_SEED = "SUAP277QP7U4JMFFPVZHLJYEQJ2UHOTYVEIZJYAWRJXQLP4FRSEHYZJJOU"
@@ -38,7 +38,7 @@ USER_PUBLIC = "UBO2MQV67TQTVIRV3XFTEZOACM4WLOCMCDMAWN5QVN5PI2N6JHTVDRON"
 SERVICE_XKEY_SEED = "SXAAXMRAEP6JWWHNB6IKFL554IE6LZVT6EY5MBRICPILTLOPHAG73I3YX4"
 SERVICE_XKEY_PUBLIC = "XAB3NANV3M6N7AHSQP2U5FRWKKUT7EG2ZXXABV4XVXYQRJGM4S2CZGHT"
 
-# docs/protocol.md section 5
+# docs/protocol.md §5
 SERVER_XKEY_SEED = "SXACAIJCEMSCKJRHFAUSUKZMFUXC6MBRGIZTINJWG44DSOR3HQ6T4PY4AQ"
 SERVER_XKEY_PUBLIC = "XA2YA4WWGZMIBUNO5IZJVX4REE4DQUPNEGRI4O3V5FS5BUWNCZRFI2LE"
 XKV1_NONCE = bytes(range(100, 124))
@@ -88,12 +88,12 @@ def _padded_key(prefix: Prefix, raw: bytes) -> str:
     ],
 )
 def test_signing_seed_gives_the_documented_public_key(seed: str, public: str) -> None:
-    """The SA/SU test vectors of protocol.md 1.1 give their public keys."""
+    """The SA/SU test vectors of docs/protocol.md §1.1 give their public keys."""
     assert public == KeyPair.from_seed(seed).public_key
 
 
 def test_curve_seed_gives_the_documented_public_key() -> None:
-    """The SX test vector of protocol.md 1.1 gives its X public key."""
+    """The SX test vector of docs/protocol.md §1.1 gives its X public key."""
     assert SERVICE_XKEY_PUBLIC == CurveKeyPair.from_seed(SERVICE_XKEY_SEED).public_key
 
 
@@ -239,7 +239,7 @@ def test_public_key_matches_the_nkeys_package(prefix: Prefix) -> None:
 
 @pytest.mark.parametrize("seed", [ACCOUNT_SEED, USER_SEED])
 def test_vector_public_key_matches_the_nkeys_package(seed: str) -> None:
-    """The protocol.md vectors agree with the nkeys package."""
+    """The docs/protocol.md vectors agree with the nkeys package."""
     assert KeyPair.from_seed(seed).public_key == (
         nkeys.from_seed(seed.encode()).public_key.decode()
     )
@@ -531,7 +531,7 @@ def test_curve_key_pair_repr_and_str_show_only_the_public_key() -> None:
 
 @pytest.fixture(name="service_xkey")
 def _service_xkey() -> CurveKeyPair:
-    """The service curve key of the protocol.md vectors."""
+    """The service curve key of the docs/protocol.md vectors."""
     return CurveKeyPair.from_seed(SERVICE_XKEY_SEED)
 
 
