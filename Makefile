@@ -23,7 +23,7 @@ lint: $(STAMP)
 
 test: lint browser-deps
 	$(BIN)/nats-server --version
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
 
 # The real-browser test (tests/integration/test_browser.py) drives Debian's
 # Chromium with playwright-core from examples/browser. Both steps do nothing
@@ -53,4 +53,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/storms.py $(STORMS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.*
