@@ -1,5 +1,5 @@
 """
-The command line: run, check, explain, hash, keys, init, dev.
+The command line: run, check, explain, test, diff, hash, keys, init, dev.
 
 Exit codes: 0 success, 1 a policy problem (`check`) or a denial
 (`explain`), 2 a usage or startup error.
@@ -43,6 +43,7 @@ from service.protocol.claims import (
 )
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.xkeys import CurveKeyPair
+from service.review import commands
 from service.signers import Loaded, load
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -91,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--host", default="127.0.0.1")
     explain.add_argument("--type", choices=_TYPES, default="nats")
 
+    commands.add_parsers(sub)
+
     hash_ = sub.add_parser("hash", help="bcrypt a secret read from stdin or a prompt")
     hash_.add_argument(
         "--cost", type=int, default=12, choices=range(4, 32), metavar="4..31"
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "run": _run,
         "check": _check,
         "explain": _explain,
+        "test": commands.run_tests,
+        "diff": commands.run_diff,
         "hash": _hash,
         "keys": _keys,
         "init": _init_or_dev,

@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service", "service.errors"),
     ("service.protocol",),
     ("service.config", "service.log", "service.policy"),
-    ("service.handler", "service.signers", "service.ops"),
+    ("service.handler", "service.signers", "service.ops", "service.review"),
     ("service.dispatch",),
     ("service.process", "service.setup"),
     ("service.cli", "service.__main__"),

@@ -1,0 +1,1 @@
+"""Policy as code: tests for a policy, a diff of two, machine-readable checks."""
