@@ -30,7 +30,7 @@ from service.config import (
 from service.errors import ConfigError, PolicyError
 from service.log import configure_logging
 from service.policy import Policy, describe, evaluate, load_policy
-from service.policy.passwords import bcrypt_check
+from service.policy.passwords import MAX_SECRET_BYTES, bcrypt_check, too_long
 from service.process.supervisor import Supervisor, bind_worker_index
 from service.protocol.claims import (
     AuthRequest,
@@ -289,8 +289,10 @@ def _hash(args: argparse.Namespace) -> int:
     if not secret:
         print("empty secret", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
-    if len(secret.encode()) > 72:  # noqa: PLR2004 - bcrypt's input limit
-        print("bcrypt uses at most 72 bytes; use a shorter secret", file=sys.stderr)  # noqa: T201
+    if too_long(secret):
+        # the service denies such secrets (`secret_too_long`): no hash for them
+        limit = f"bcrypt uses at most {MAX_SECRET_BYTES} bytes (UTF-8)"
+        print(f"{limit}; use a shorter secret", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
     print(bcrypt.hashpw(secret.encode(), bcrypt.gensalt(args.cost)).decode())  # noqa: T201
     return EXIT_OK
