@@ -29,7 +29,7 @@ from service.config import (
 )
 from service.errors import ConfigError, PolicyError
 from service.log import configure_logging
-from service.policy import Policy, describe, evaluate, load_policy
+from service.policy import CalloutAccount, Policy, describe, evaluate, load_policy
 from service.policy.passwords import MAX_SECRET_BYTES, bcrypt_check, too_long
 from service.process.supervisor import Supervisor, bind_worker_index
 from service.protocol.claims import (
@@ -43,7 +43,7 @@ from service.protocol.claims import (
 )
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.xkeys import CurveKeyPair
-from service.signers import Loaded, load
+from service.signers import Loaded, callout_account, load
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXPLAIN_JWKS_WAIT = 5.0  # seconds: a dry run has no auth deadline
@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
 
     explain = sub.add_parser("explain", help="dry run: the decision and permissions")
     explain.add_argument("policy", type=Path)
+    for command in (check, explain):
+        # the settings name the callout account, which no policy may place in
+        command.add_argument(
+            "--env-file", type=Path, help="read CALLOUT_* settings from FILE"
+        )
     explain.add_argument("--user", default="")
     explain.add_argument("--password", default="")
     explain.add_argument(
@@ -199,10 +204,38 @@ def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
     return out
 
 
-def _load_or_report(path: Path) -> Policy | None:
-    """The policy file loaded, or None after printing its problems to stderr."""
+def _offline_callout(env_file: Path | None) -> CalloutAccount:
+    """
+    The callout account as `run` would know it, for `check` and `explain`.
+
+    Raises:
+        ConfigError: The settings (or the issuer seed they name) are invalid.
+    """
+    settings = load_settings(env_file)
+    issuer = None
+    if settings.mode == "operator" and not settings.issuer_account:
+        if settings.issuer_seed is not None or settings.issuer_seed_file is not None:
+            issuer = load_keys(settings).issuer
+        else:
+            print(  # noqa: T201
+                "note: operator mode without CALLOUT_ISSUER_ACCOUNT or "
+                "CALLOUT_ISSUER_SEED(_FILE): the callout account is unknown, so "
+                "placements in it are not checked",
+                file=sys.stderr,
+            )
+    return callout_account(settings, issuer)
+
+
+def _load_or_report(path: Path, env_file: Path | None) -> Policy | None:
+    """
+    The policy file loaded, or None after printing its problems to stderr.
+
+    Raises:
+        ConfigError: The settings are invalid (a usage error, not the policy's).
+    """
+    callout = _offline_callout(env_file)
     try:
-        return load_policy(path)
+        return load_policy(path, callout=callout)
     except PolicyError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)  # noqa: T201
@@ -210,7 +243,11 @@ def _load_or_report(path: Path) -> Policy | None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    policy = _load_or_report(args.policy)
+    try:
+        policy = _load_or_report(args.policy, args.env_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
     if policy is None:
         return EXIT_FAIL
     print(  # noqa: T201
@@ -253,7 +290,11 @@ def explain_request(args: argparse.Namespace) -> AuthRequest:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    policy = _load_or_report(args.policy)
+    try:
+        policy = _load_or_report(args.policy, args.env_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
     if policy is None:
         return EXIT_USAGE
     try:
