@@ -110,7 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--dir", type=Path, help="a new directory (default: temporary)")
     for command in (init, dev):
         command.add_argument("--mode", choices=("config", "operator"), default="config")
-        command.add_argument("--xkey", action="store_true", help="encrypt requests")
+        # on by default: requests carry client passwords (--no-xkey: in clear)
+        command.add_argument(
+            "--xkey",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="encrypt requests to the service (default; --no-xkey: plain)",
+        )
         command.add_argument("--port", type=_port, default=4222, help="client port")
         command.add_argument("--ws-port", type=_port, default=8080, help="WebSocket")
         command.add_argument(
