@@ -29,8 +29,8 @@ from service.config import (
 )
 from service.errors import ConfigError, PolicyError
 from service.log import configure_logging
-from service.policy import Policy, describe, evaluate, load_policy
-from service.policy.passwords import bcrypt_check
+from service.policy import CalloutAccount, Policy, describe, evaluate, load_policy
+from service.policy.passwords import MAX_SECRET_BYTES, bcrypt_check, too_long
 from service.process.supervisor import Supervisor, bind_worker_index
 from service.protocol.claims import (
     AuthRequest,
@@ -44,7 +44,7 @@ from service.protocol.claims import (
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.xkeys import CurveKeyPair
 from service.review import commands
-from service.signers import Loaded, load
+from service.signers import Loaded, callout_account, load
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXPLAIN_JWKS_WAIT = 5.0  # seconds: a dry run has no auth deadline
@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
 
     explain = sub.add_parser("explain", help="dry run: the decision and permissions")
     explain.add_argument("policy", type=Path)
+    for command in (check, explain):
+        # the settings name the callout account, which no policy may place in
+        command.add_argument(
+            "--env-file", type=Path, help="read CALLOUT_* settings from FILE"
+        )
     explain.add_argument("--user", default="")
     explain.add_argument("--password", default="")
     explain.add_argument(
@@ -108,7 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--dir", type=Path, help="a new directory (default: temporary)")
     for command in (init, dev):
         command.add_argument("--mode", choices=("config", "operator"), default="config")
-        command.add_argument("--xkey", action="store_true", help="encrypt requests")
+        # on by default: requests carry client passwords (--no-xkey: in clear)
+        command.add_argument(
+            "--xkey",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="encrypt requests to the service (default; --no-xkey: plain)",
+        )
         command.add_argument("--port", type=_port, default=4222, help="client port")
         command.add_argument("--ws-port", type=_port, default=8080, help="WebSocket")
         command.add_argument(
@@ -204,10 +215,38 @@ def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
     return out
 
 
-def _load_or_report(path: Path) -> Policy | None:
-    """The policy file loaded, or None after printing its problems to stderr."""
+def _offline_callout(env_file: Path | None) -> CalloutAccount:
+    """
+    The callout account as `run` would know it, for `check` and `explain`.
+
+    Raises:
+        ConfigError: The settings (or the issuer seed they name) are invalid.
+    """
+    settings = load_settings(env_file)
+    issuer = None
+    if settings.mode == "operator" and not settings.issuer_account:
+        if settings.issuer_seed is not None or settings.issuer_seed_file is not None:
+            issuer = load_keys(settings).issuer
+        else:
+            print(  # noqa: T201
+                "note: operator mode without CALLOUT_ISSUER_ACCOUNT or "
+                "CALLOUT_ISSUER_SEED(_FILE): the callout account is unknown, so "
+                "placements in it are not checked",
+                file=sys.stderr,
+            )
+    return callout_account(settings, issuer)
+
+
+def _load_or_report(path: Path, env_file: Path | None) -> Policy | None:
+    """
+    The policy file loaded, or None after printing its problems to stderr.
+
+    Raises:
+        ConfigError: The settings are invalid (a usage error, not the policy's).
+    """
+    callout = _offline_callout(env_file)
     try:
-        return load_policy(path)
+        return load_policy(path, callout=callout)
     except PolicyError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)  # noqa: T201
@@ -215,7 +254,11 @@ def _load_or_report(path: Path) -> Policy | None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    policy = _load_or_report(args.policy)
+    try:
+        policy = _load_or_report(args.policy, args.env_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
     if policy is None:
         return EXIT_FAIL
     print(  # noqa: T201
@@ -258,7 +301,11 @@ def explain_request(args: argparse.Namespace) -> AuthRequest:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    policy = _load_or_report(args.policy)
+    try:
+        policy = _load_or_report(args.policy, args.env_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
     if policy is None:
         return EXIT_USAGE
     try:
@@ -294,8 +341,10 @@ def _hash(args: argparse.Namespace) -> int:
     if not secret:
         print("empty secret", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
-    if len(secret.encode()) > 72:  # noqa: PLR2004 - bcrypt's input limit
-        print("bcrypt uses at most 72 bytes; use a shorter secret", file=sys.stderr)  # noqa: T201
+    if too_long(secret):
+        # the service denies such secrets (`secret_too_long`): no hash for them
+        limit = f"bcrypt uses at most {MAX_SECRET_BYTES} bytes (UTF-8)"
+        print(f"{limit}; use a shorter secret", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
     print(bcrypt.hashpw(secret.encode(), bcrypt.gensalt(args.cost)).decode())  # noqa: T201
     return EXIT_OK

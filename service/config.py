@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     issuer_seed: SecretStr | None = None
     issuer_seed_file: Path | None = None
     issuer_account: str | None = None
+    # config mode: auth_callout.account in nats-server.conf, never a placement
+    auth_account: str = Field(default="AUTH", min_length=1)
     xkey_seed: SecretStr | None = None
     xkey_seed_file: Path | None = None
     policy_file: Path = Path("policy.yaml")

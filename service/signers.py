@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from service.errors import ConfigError, KeyFormatError
-from service.policy import load_policy
+from service.policy import CalloutAccount, load_policy
 from service.protocol.nkeys import KeyPair, Prefix
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ def build_signers(
     *,
     mode: str,
     issuer: KeyPair,
-    issuer_account: str | None,
     base_dir: Path,
 ) -> dict[str, AccountSigner]:
     """
@@ -55,8 +54,6 @@ def build_signers(
 
     Args:
         issuer: The key that signs responses (config mode: every JWT).
-        issuer_account: Operator mode: the callout account when `issuer` is
-            one of its signing keys.
         base_dir: Relative `signing_key_file` paths are resolved against it
             (the policy file's directory).
 
@@ -72,15 +69,12 @@ def build_signers(
                     "operator mode (CALLOUT_MODE=operator)"
                 )
         return {name: AccountSigner(issuer, audience=name) for name in policy.accounts}
-    callout_account = issuer_account or issuer.public_key
     signers = {}
     for name, account in policy.accounts.items():
         if account.public_key is None:
             raise ConfigError(f"policy accounts.{name}: operator mode needs public_key")
         if account.signing_key_file is not None:
             key = _load_seed(base_dir / account.signing_key_file, name)
-        elif account.public_key == callout_account:
-            key = issuer
         else:
             raise ConfigError(
                 f"policy accounts.{name}: operator mode needs signing_key_file "
@@ -119,6 +113,29 @@ class Loaded:
     signers: Mapping[str, AccountSigner]
 
 
+def callout_account(settings: Settings, issuer: KeyPair | None) -> CalloutAccount:
+    """
+    The account the policy must never place anyone in (see CalloutAccount).
+
+    Args:
+        issuer: The issuer key, when loaded: in operator mode without
+            `CALLOUT_ISSUER_ACCOUNT` the callout account is the issuer's own.
+            (A signing key as issuer without that setting cannot be traced
+            to its account: nothing is refused then.)
+    """
+    if settings.mode == "config":
+        return CalloutAccount(name=settings.auth_account)
+    if settings.issuer_account:
+        return CalloutAccount(
+            public_key=settings.issuer_account, setting="CALLOUT_ISSUER_ACCOUNT"
+        )
+    if issuer is not None:
+        return CalloutAccount(
+            public_key=issuer.public_key, setting="the key of CALLOUT_ISSUER_SEED"
+        )
+    return CalloutAccount()
+
+
 def load(settings: Settings, keys: Keys) -> Loaded:
     """
     Read the policy file and build its signers (blocking; run it on a thread).
@@ -129,12 +146,13 @@ def load(settings: Settings, keys: Keys) -> Loaded:
         PolicyError: The policy is invalid (problems carry file and line).
         ConfigError: Operator-mode signing keys are missing or wrong.
     """
-    policy = load_policy(settings.policy_file)
+    policy = load_policy(
+        settings.policy_file, callout=callout_account(settings, keys.issuer)
+    )
     signers = build_signers(
         policy,
         mode=settings.mode,
         issuer=keys.issuer,
-        issuer_account=settings.issuer_account,
         base_dir=settings.policy_file.parent,
     )
     return Loaded(policy, signers)

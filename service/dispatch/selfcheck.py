@@ -187,7 +187,10 @@ def _xkey_verdict(
 
 
 def connection_findings(
-    user_info: Mapping[str, Any], connz: Mapping[str, Any] | None
+    user_info: Mapping[str, Any],
+    connz: Mapping[str, Any] | None,
+    *,
+    auth_account: str | None = None,
 ) -> list[Finding]:
     """
     Problems visible from the service's own connection.
@@ -196,6 +199,8 @@ def connection_findings(
         user_info: The `data` of a `$SYS.REQ.USER.INFO` reply.
         connz: The `data` of a `$SYS.REQ.ACCOUNT.PING.CONNZ` reply with
             `auth: true` (None when it was not available).
+        auth_account: Config mode: `CALLOUT_AUTH_ACCOUNT`, the name the
+            policy is kept out of; None in operator mode (known by key).
     """
     out = []
     account = str(user_info.get("account", ""))
@@ -214,6 +219,22 @@ def connection_findings(
                     "hint": "requests are published in the callout account "
                     "(auth_callout.account); the service's login must be there and "
                     "in auth_users, or it never receives a request",
+                },
+            )
+        )
+    elif auth_account is not None and account != auth_account:
+        # The policy loader refuses placements in CALLOUT_AUTH_ACCOUNT; if
+        # that names another account, the real one is not protected.
+        out.append(
+            Finding(
+                "callout.auth_account_mismatch",
+                "error",
+                {
+                    "account": account,
+                    "setting": auth_account,
+                    "hint": "the callout account is not CALLOUT_AUTH_ACCOUNT: set it "
+                    "to this account's name, or policies may place users in the "
+                    "account that receives every client's credentials",
                 },
             )
         )

@@ -9,13 +9,14 @@ certificates) without IO of its own.
 """
 
 from service.policy.evaluate import Allow, Decision, Deny, evaluate
-from service.policy.loader import Policy, load_policy, parse_policy
+from service.policy.loader import CalloutAccount, Policy, load_policy, parse_policy
 from service.policy.passwords import bcrypt_check
 from service.policy.subjects import Grant
 from service.policy.views import describe
 
 __all__ = [
     "Allow",
+    "CalloutAccount",
     "Decision",
     "Deny",
     "Grant",

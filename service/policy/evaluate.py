@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from service.policy import tokens
 from service.policy.certs import read_leaf
-from service.policy.passwords import bcrypt_check
+from service.policy.passwords import bcrypt_check, too_long
 from service.policy.subjects import Grant, render
 from service.protocol.nkeys import verify
 
@@ -183,6 +183,9 @@ def _by_token(
 ) -> Principal | Deny:
     if policy.providers and tokens.parse(token) is not None:
         return _by_jwt(policy, token, now)
+    if too_long(token):
+        # Decided here, not by the installed bcrypt (4.x truncates, 5.x raises).
+        return Deny("secret_too_long")
     for candidate in policy.token_users:
         if check_secret(candidate.credential, token):
             return candidate
@@ -262,6 +265,11 @@ def _by_password(
     policy: Policy, name: str, password: str, check_secret: CheckSecret
 ) -> Principal | Deny:
     user = policy.by_name.get(name)
+    if too_long(password):
+        # Before any bcrypt, known name or not (no timing difference between
+        # them): bcrypt 4.x would match a truncation, 5.x would raise.
+        known = user.name if user is not None and user.identity == "password" else None
+        return Deny("secret_too_long", user=known)
     if user is None or user.identity != "password" or not password:
         if password and policy.timing_hash:
             # Spend a bcrypt check anyway, so that the response time does not

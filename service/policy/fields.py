@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from service.errors import KeyFormatError
 from service.policy.subjects import (
+    AccountName,
     PubSubject,
     Rules,
     SubSubject,
@@ -96,6 +97,49 @@ def _cidr(value: str) -> str:
     return str(network)
 
 
+@dataclass(frozen=True, slots=True)
+class CalloutAccount:
+    """
+    The account nats-server publishes authorization requests in.
+
+    Any user placed there could subscribe to `$SYS.REQ.USER.AUTH` and read
+    every client's CONNECT, passwords included (in clear without xkey), so
+    it is never a placement. Config mode knows it by name
+    (`CALLOUT_AUTH_ACCOUNT`, as `auth_callout.account` in nats-server.conf),
+    operator mode by public key (`CALLOUT_ISSUER_ACCOUNT`, else the issuer's
+    own key). Empty fields: not known (nothing is refused for them).
+    """
+
+    name: str = ""
+    public_key: str = ""
+    setting: str = "CALLOUT_AUTH_ACCOUNT"
+
+    def names_in(self, accounts: Mapping[object, object]) -> frozenset[str]:
+        """The declared account names (unvalidated data) that are this account."""
+        return frozenset(
+            name
+            for name, entry in accounts.items()
+            if isinstance(name, str)
+            and (
+                (self.name and name == self.name)
+                or (
+                    self.public_key
+                    and isinstance(entry, Mapping)
+                    and entry.get("public_key") == self.public_key
+                )
+            )
+        )
+
+
+# The config-mode default of CALLOUT_AUTH_ACCOUNT: loading without saying
+# which account is the callout's still refuses the usual one.
+DEFAULT_CALLOUT = CalloutAccount(name="AUTH")
+CALLOUT_PLACEMENT = (
+    "{!r} is the callout account ({}): a user placed there can read every "
+    "authorization request, client passwords included; it can never be a placement"
+)
+
+
 @dataclass
 class References:
     """
@@ -103,15 +147,20 @@ class References:
 
     `roles`/`accounts` are None when that section is there but not a mapping:
     its own error is enough, and references to it are not checked.
+    `callout_names`: the declared accounts that are the callout account.
     """
 
     roles: frozenset[str] | None
     accounts: frozenset[str] | None
     claim_roles: frozenset[str] = frozenset()
     seen: dict[str, set[str]] = field(default_factory=dict)
+    callout: CalloutAccount = DEFAULT_CALLOUT
+    callout_names: frozenset[str] = frozenset()
 
     @classmethod
-    def from_raw(cls, data: object) -> References:
+    def from_raw(
+        cls, data: object, callout: CalloutAccount = DEFAULT_CALLOUT
+    ) -> References:
         """Collect the declared role and account names from unvalidated data."""
 
         def keys(section: str) -> frozenset[str] | None:
@@ -128,8 +177,15 @@ class References:
             for name, role in (roles.items() if isinstance(roles, Mapping) else ())
             if isinstance(name, str) and uses_claims(_strings(role))
         )
+        accounts = data.get("accounts") if isinstance(data, Mapping) else None
         return cls(
-            roles=keys("roles"), accounts=keys("accounts"), claim_roles=claim_roles
+            roles=keys("roles"),
+            accounts=keys("accounts"),
+            claim_roles=claim_roles,
+            callout=callout,
+            callout_names=callout.names_in(accounts)
+            if isinstance(accounts, Mapping)
+            else frozenset(),
         )
 
 
@@ -160,6 +216,14 @@ def _declared(section: Literal["roles", "accounts"], message: str) -> AfterValid
     return AfterValidator(check)
 
 
+def _not_callout(value: str, info: ValidationInfo) -> str:
+    """Refuse the callout account: as a declared account and as every placement."""
+    found = refs(info)
+    if found is not None and value in found.callout_names:
+        fail("callout_account", CALLOUT_PLACEMENT.format(value, found.callout.setting))
+    return value
+
+
 def unique(what: str, message: str) -> AfterValidator:
     """A validator: no two entries may have the same `what` (names: users,
     certificates and identity providers share one namespace)."""
@@ -177,8 +241,12 @@ def unique(what: str, message: str) -> AfterValidator:
 
 Duration = Annotated[int, BeforeValidator(duration)]
 AccountRef = Annotated[
-    str, _declared("accounts", "account {!r} is not declared under accounts")
+    str,
+    _declared("accounts", "account {!r} is not declared under accounts"),
+    AfterValidator(_not_callout),
 ]
+# A key of `accounts:` (the whitelist of placements).
+DeclaredAccount = Annotated[AccountName, AfterValidator(_not_callout)]
 Secret = Annotated[str, rule("bad_secret", _secret_problem)]
 AccountKey = Annotated[str, rule("bad_nkey", _key_problem(Prefix.ACCOUNT))]
 UserKey = Annotated[

@@ -24,7 +24,7 @@ from ruamel.yaml.error import YAMLError
 
 from service.errors import PolicyError, ProviderProblem
 from service.policy.certs import CertificateIndex
-from service.policy.fields import merge_rules
+from service.policy.fields import DEFAULT_CALLOUT, CalloutAccount, merge_rules
 from service.policy.model import (
     Account,
     Grantee,
@@ -40,7 +40,15 @@ from service.policy.yamlerrors import line_of, message, where, yaml_problem
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Identity", "Network", "Policy", "Principal", "load_policy", "parse_policy"]
+__all__ = [
+    "CalloutAccount",
+    "Identity",
+    "Network",
+    "Policy",
+    "Principal",
+    "load_policy",
+    "parse_policy",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +91,13 @@ class Policy:
         return self.document.roles
 
 
-def load_policy(path: Path) -> Policy:
+def load_policy(path: Path, *, callout: CalloutAccount = DEFAULT_CALLOUT) -> Policy:
     """
     Read, validate and compile a policy file.
+
+    Args:
+        callout: The callout account, refused as a declared account and as
+            every placement (default: config mode's `AUTH`).
 
     Raises:
         PolicyError: The file cannot be read or is not a valid policy; one
@@ -101,11 +113,17 @@ def load_policy(path: Path) -> Policy:
         line = data.count(b"\n", 0, exc.start) + 1
         raise PolicyError([f"{path}:{line}: not UTF-8 text"]) from None
     digest = hashlib.sha256(data).hexdigest()
-    return _parse(text, source=str(path), digest=digest, base_dir=path.parent)
+    return _parse(
+        text, source=str(path), digest=digest, base_dir=path.parent, callout=callout
+    )
 
 
 def parse_policy(
-    text: str, *, source: str = "<policy>", base_dir: Path | None = None
+    text: str,
+    *,
+    source: str = "<policy>",
+    base_dir: Path | None = None,
+    callout: CalloutAccount = DEFAULT_CALLOUT,
 ) -> Policy:
     """
     Validate and compile policy YAML given as text.
@@ -115,15 +133,24 @@ def parse_policy(
         source: The name used in error messages.
         base_dir: Where relative key file paths start (default: the
             working directory; `load_policy` uses the file's directory).
+        callout: As for `load_policy`.
 
     Raises:
         PolicyError: One `source:line: where: message` per problem.
     """
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return _parse(text, source=source, digest=digest, base_dir=base_dir or Path())
+    return _parse(
+        text,
+        source=source,
+        digest=digest,
+        base_dir=base_dir or Path(),
+        callout=callout,
+    )
 
 
-def _parse(text: str, *, source: str, digest: str, base_dir: Path) -> Policy:
+def _parse(
+    text: str, *, source: str, digest: str, base_dir: Path, callout: CalloutAccount
+) -> Policy:
     try:
         with warnings.catch_warnings():
             # ruamel's warnings (a reused anchor, ...) print a snippet of the
@@ -137,7 +164,7 @@ def _parse(text: str, *, source: str, digest: str, base_dir: Path) -> Policy:
     if root is None:
         raise PolicyError([f"{source}:1: the policy is empty"])
     try:
-        document = validate_document(root)
+        document = validate_document(root, callout)
     except ValidationError as exc:
         found = sorted(
             (line_of(root, err["loc"]), n, where(err["loc"]), message(err))

@@ -18,8 +18,11 @@ from service.policy.certs import Certificate  # noqa: TC001 - pydantic needs it 
 from service.policy.fields import (
     BCRYPT_HINT,
     CONFIG,
+    DEFAULT_CALLOUT,
     AccountKey,
     AccountRef,
+    CalloutAccount,
+    DeclaredAccount,
     Duration,
     Grantee,
     PublishRules,
@@ -34,12 +37,14 @@ from service.policy.fields import (
     unique,
 )
 from service.policy.providers import IdentityProvider  # noqa: TC001 - as above
-from service.policy.subjects import AccountName, Name  # noqa: TC001 - as above
+from service.policy.subjects import Name  # noqa: TC001 - as above
 
 __all__ = [
     "BCRYPT_HINT",
+    "DEFAULT_CALLOUT",
     "Account",
     "Anonymous",
+    "CalloutAccount",
     "Defaults",
     "Grantee",
     "PolicyDocument",
@@ -103,7 +108,7 @@ class PolicyDocument(BaseModel):
     model_config = CONFIG
     version: Annotated[int, BeforeValidator(_version)]
     accounts: Annotated[
-        dict[AccountName, Account],
+        dict[DeclaredAccount, Account],
         Field(min_length=1),
     ]
     defaults: Defaults
@@ -121,11 +126,17 @@ class PolicyDocument(BaseModel):
         return self
 
 
-def validate_document(data: object) -> PolicyDocument:
+def validate_document(
+    data: object, callout: CalloutAccount = DEFAULT_CALLOUT
+) -> PolicyDocument:
     """
     Validate parsed YAML as a policy, with the whole-document checks.
+
+    Args:
+        callout: The callout account: never declared, never a placement.
 
     Raises:
         pydantic.ValidationError: One entry per problem, each with its `loc`.
     """
-    return PolicyDocument.model_validate(data, context=References.from_raw(data))
+    context = References.from_raw(data, callout)
+    return PolicyDocument.model_validate(data, context=context)

@@ -163,11 +163,18 @@ def normalize(entry: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """The permissions a user JWT carries (`pub`, `sub`, `resp`)."""
+    """
+    The permissions a user JWT carries (`pub`, `sub`, `resp`).
+
+    Attributes:
+        implied_sub_deny: The entries of `sub.deny` the service added itself
+            to close `*` allows (`deeper_denies`), for `explain` to show.
+    """
 
     pub: Permission
     sub: Permission
     resp: ResponsePermission | None
+    implied_sub_deny: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +275,48 @@ def render(
         pub_deny = (*pub_deny, ">")
     if not sub_allow and ">" not in sub_deny:
         sub_deny = (*sub_deny, ">")
+    implied = tuple(d for d in deeper_denies(sub_allow) if d not in sub_deny)
     return Grant(
         pub=Permission(allow=pub_allow, deny=pub_deny),
-        sub=Permission(allow=sub_allow, deny=sub_deny),
+        sub=Permission(allow=sub_allow, deny=(*sub_deny, *implied)),
         resp=rules.resp,
+        implied_sub_deny=implied,
     )
+
+
+def deeper_denies(sub_allow: Iterable[str]) -> tuple[str, ...]:
+    """
+    The denies that keep `*` subscribe allows to the depth they name.
+
+    nats-server 2.15.1 checks a subscription's subject against the allow list
+    as if its tokens were literal, so `*` in an allow matches a `>` token:
+    with allow `one.*` a client may subscribe to `one.>` and then receives
+    `one.a.b`. Only a last-token `*` can meet the `>` (it must be the
+    subscription's last token, and a literal after the `*` then finds no
+    token), so `a.*.c` does not leak; `one.*` and `a.*.*` do. A deny of
+    `<allow>.>` closes it: the server keeps the `one.>` subscription but
+    filters each message through the deny list (delivers `one.a`, drops
+    `one.a.b`). A deny always wins, so it is added only when no allow of the
+    grant matches a subject it covers (`one.*` with `one.>` or `one.a.>`
+    gets none: that deny would take away what they grant).
+    """
+    patterns = [entry.partition(" ")[0].split(".") for entry in sub_allow]
+    out: dict[str, None] = {}
+    for tokens in patterns:
+        if tokens[-1] != "*":
+            continue
+        deny = [*tokens, ">"]
+        if not any(overlaps(deny, other) for other in patterns):
+            out[".".join(deny)] = None
+    return tuple(out)
+
+
+def overlaps(a: list[str], b: list[str]) -> bool:
+    """Whether some literal subject matches both token patterns (`*`, `>`)."""
+    for x, y in zip(a, b, strict=False):
+        if ">" in (x, y):
+            return True  # the other has a token here: `>` takes it and the rest
+        if x != y and "*" not in (x, y):
+            return False
+    # one ran out first: `>` needs at least one more token, a literal one more
+    return len(a) == len(b)

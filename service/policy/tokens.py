@@ -20,6 +20,12 @@ Checks in order, each failure its reason code (docs/operations.md "Decisions and
    (token_expired, token_not_yet_valid); `aud` (token_bad_audience).
 7. the user claim (token_no_user), the roles (token_no_roles), the account
    claim (token_bad_account), and the `{{claim.…}}` values.
+
+The principal is named `<provider>:<user claim>`: a provider's users live in
+a namespace of their own. Policy names (users, certificates, providers) have
+no `:`, so a token whose `sub` is `john-doe` or `admin` can never take the
+name, and so the `{{user}}` subjects, of a local user, nor of another
+provider's user of the same name.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JWS = PyJWS()
 _NO_OWN_RULES = Role()
+# Not in SAFE_NAME, so no policy name contains it; legal in a subject token.
+NAMESPACE_SEPARATOR = ":"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,17 +127,17 @@ def identify(
         return "token_no_user", None
     roles = _roles(provider, claims)
     if not roles:
-        return "token_no_roles", user
+        return "token_no_roles", namespaced(provider, user)
     account = provider.account
     if provider.account_claim is not None:
         value = lookup(claims, provider.account_claim)
         if value is not None:
             if not isinstance(value, str) or value not in provider.accounts:
-                return "token_bad_account", user
+                return "token_bad_account", namespaced(provider, user)
             account = value
     rules = merge_rules([*(provider.role_specs[r] for r in roles), _NO_OWN_RULES])
     return Principal(
-        name=user,
+        name=namespaced(provider, user),
         identity="jwt",
         credential="",
         account=account,
@@ -143,6 +151,11 @@ def identify(
         not_after=int(claims["exp"]),  # type: ignore[call-overload] # _verify: a number
         via=f"jwt:{provider.name}",
     )
+
+
+def namespaced(provider: Provider, user: str) -> str:
+    """The principal name of a provider's user: `<provider>:<user>`."""
+    return f"{provider.name}{NAMESPACE_SEPARATOR}{user}"
 
 
 def _verify(

@@ -11,8 +11,14 @@ if TYPE_CHECKING:
     from service.protocol.claims import Permission
 
 
-def _permission(permission: Permission) -> dict[str, list[str]]:
-    return {"allow": list(permission.allow), "deny": list(permission.deny)}
+def _permission(
+    permission: Permission, implied: tuple[str, ...] = ()
+) -> dict[str, list[str]]:
+    view = {"allow": list(permission.allow), "deny": list(permission.deny)}
+    if implied:
+        # which of the denies the service added (subjects.deeper_denies)
+        view["implied_deny"] = list(implied)
+    return view
 
 
 def describe(decision: Decision) -> dict[str, object]:
@@ -45,7 +51,7 @@ def _view(decision: Decision) -> dict[str, object]:
                 "expires_at": decision.expires_at,
                 "permissions": {
                     "pub": _permission(grant.pub),
-                    "sub": _permission(grant.sub),
+                    "sub": _permission(grant.sub, grant.implied_sub_deny),
                     "resp": None
                     if resp is None
                     else {"max": resp.max, "ttl_seconds": resp.ttl_seconds},

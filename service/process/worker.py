@@ -188,7 +188,10 @@ class Worker:
         except (NatsError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             log.info("callout.selfcheck_skipped", error=type(exc).__name__)
             return
-        self.dispatcher.report(Verdict(tuple(connection_findings(info, connz))))
+        settings = self.settings
+        auth_account = settings.auth_account if settings.mode == "config" else None
+        findings = connection_findings(info, connz, auth_account=auth_account)
+        self.dispatcher.report(Verdict(tuple(findings)))
 
     async def _shutdown(self, sub: Any) -> None:
         self.health.draining = True

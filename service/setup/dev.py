@@ -213,7 +213,7 @@ def run(
     directory: Path | None,
     *,
     mode: Mode = "config",
-    xkey: bool = False,
+    xkey: bool = True,
     port: int = 4222,
     ws_port: int = 8080,
     cost: int = 12,

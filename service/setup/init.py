@@ -218,7 +218,7 @@ def generate(
     directory: Path,
     *,
     mode: Mode = "config",
-    xkey: bool = False,
+    xkey: bool = True,
     port: int = 4222,
     ws_port: int = 8080,
     cost: int = 12,

@@ -1,6 +1,6 @@
 # Copyright 2026 The nats-auth-callout authors
 # SPDX-License-Identifier: Apache-2.0
-"""A minimal auth-callout responder made only of ``service.keys`` + ``service.codec``.
+"""A minimal auth-callout responder made only of ``service.protocol``.
 
 No policy, no worker: the test supplies ``decide(request)``, which returns the
 :class:`UserClaims` to grant or a ``str`` reason to refuse with (an error

@@ -89,7 +89,7 @@ def _setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     init = subprocess.run(
         [sys.executable, "-m", "service", "init", str(directory), "--mode", mode]
         + ["--port", str(port), "--ws-port", str(ws_port), "--cost", "4"]
-        + (["--xkey"] if xkey else []),
+        + (["--xkey"] if xkey else ["--no-xkey"]),
         capture_output=True,
         text=True,
         check=True,

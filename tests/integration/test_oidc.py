@@ -16,7 +16,13 @@ import pytest
 from service.protocol.nkeys import KeyPair, Prefix
 from tests import idp
 from tests.builders import hash_secret
-from tests.integration.clients import connect, connect_fails, round_trip, user_info
+from tests.integration.clients import (
+    connect,
+    connect_fails,
+    permission_violation,
+    round_trip,
+    user_info,
+)
 from tests.natsserver import NatsServer, config_mode_body
 from tests.service_process import ServiceProcess
 
@@ -178,7 +184,7 @@ async def test_valid_token_gets_roles_and_templated_claims(
     nc = await connect(url, token=token)
     try:
         info = await user_info(nc)
-        echoed = await round_trip(nc, "users.alice.inbox")
+        echoed = await round_trip(nc, "users.keycloak:alice.inbox")
     finally:
         await nc.close()
     line = decision_after(env, before)
@@ -186,10 +192,10 @@ async def test_valid_token_gets_roles_and_templated_claims(
     assert echoed == b"ping"
     assert info["account"] == "APP"
     assert sorted(info["permissions"]["publish"]["allow"]) == sorted(
-        ["users.alice.>", "t.acme.>", "$SYS.REQ.USER.INFO"]
+        ["users.keycloak:alice.>", "t.acme.>", "$SYS.REQ.USER.INFO"]
     )
     assert line["decision"] == "allow"
-    assert line["user"] == "alice"
+    assert line["user"] == "keycloak:alice"
     assert line["via"] == "jwt:keycloak"
 
 
@@ -321,3 +327,24 @@ async def test_a_hung_jwks_server_does_not_stall_password_users(env: Env) -> Non
     assert {ln["reason"] for ln in lines if ln["decision"] == "deny"} == {
         "jwks_unavailable"
     }
+
+
+async def test_a_token_naming_a_local_user_gets_none_of_its_subjects(env: Env) -> None:
+    """`preferred_username: john-doe` is `keycloak:john-doe`, not the local john-doe."""
+    token = env.mint(env.main[0], good(preferred_username="john-doe"))
+    before = len(env.service.events())
+
+    nc = await connect(env.server.client_url, token=token)
+    try:
+        info = await user_info(nc)
+    finally:
+        await nc.close()
+    line = decision_after(env, before)
+    violation = await permission_violation(
+        env.server.client_url, "users.john-doe.inbox", token=token
+    )
+
+    assert line["user"] == "keycloak:john-doe"
+    assert "users.john-doe.>" not in info["permissions"]["publish"]["allow"]
+    assert "users.keycloak:john-doe.>" in info["permissions"]["publish"]["allow"]
+    assert "users.john-doe.inbox" in violation

@@ -1,6 +1,6 @@
 # Copyright 2026 The nats-auth-callout authors
 # SPDX-License-Identifier: Apache-2.0
-"""Operator mode, built entirely from ``service.codec``: JWTs, creds and sentinel.
+"""Operator mode from ``service.protocol`` and ``service.setup``: JWTs, creds, sentinel.
 
 Accounts: SYS (system), AUTH (runs the callout; its ``authorization`` names the
 service user, allows APP and optionally carries the xkey), APP (the target,

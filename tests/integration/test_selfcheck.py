@@ -127,7 +127,8 @@ async def test_xkey_on_the_service_only_names_the_server(tmp_path: Path) -> None
 
 
 async def test_global_account_and_bypass_users_are_reported(tmp_path: Path) -> None:
-    """Callout in $G with a static user in auth_users: two warnings at startup."""
+    """Callout in $G with a static user in auth_users: two warnings at startup,
+    and an error that CALLOUT_AUTH_ACCOUNT (AUTH) is not the callout account."""
     keys = Keys.create(tmp_path)
     body = f"""authorization {{
   timeout: 2
@@ -149,6 +150,7 @@ async def test_global_account_and_bypass_users_are_reported(tmp_path: Path) -> N
     try:
         global_ = service.wait_for_event("callout.global_account_used")
         bypass = service.wait_for_event("callout.bypass_users_connected")
+        mismatch = service.wait_for_event("callout.auth_account_mismatch")
     finally:
         await backdoor.close()
         assert service.stop() == 0
@@ -157,6 +159,11 @@ async def test_global_account_and_bypass_users_are_reported(tmp_path: Path) -> N
     assert global_["level"] == "warning"
     assert bypass["users"] == ["backdoor"]
     assert bypass["account"] == "$G"
+    assert (mismatch["level"], mismatch["account"], mismatch["setting"]) == (
+        "error",
+        "$G",
+        "AUTH",
+    )
     assert not service.events("callout.not_in_callout_account")
 
 

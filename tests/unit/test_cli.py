@@ -11,6 +11,7 @@ import bcrypt
 import pytest
 
 from service.cli import main
+from service.policy.passwords import bcrypt_check
 from service.protocol.nkeys import KeyPair
 from service.protocol.xkeys import CurveKeyPair
 
@@ -32,17 +33,32 @@ def test_hash_reads_stdin_and_prints_a_bcrypt_hash(
     assert "s3cret" not in out
 
 
-@pytest.mark.parametrize("text", ["\n", "x" * 73 + "\n"])
+@pytest.mark.parametrize("text", ["\n", "x" * 73 + "\n", "é" * 37 + "\n"])
 def test_hash_refuses_empty_and_overlong_secrets(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], text: str
 ) -> None:
-    """An empty secret or one past bcrypt's 72 bytes is a usage error."""
+    """An empty secret or one past bcrypt's 72 bytes (UTF-8) is a usage error."""
     monkeypatch.setattr("sys.stdin", io.StringIO(text))
 
     code = main(["hash", "--cost", "4"])
 
     assert code == 2
     assert capsys.readouterr().out == ""
+
+
+def test_hash_accepts_a_secret_of_exactly_72_utf8_bytes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """36 two-byte characters are 72 bytes: hashed, and the service accepts them."""
+    secret = "é" * 36
+    monkeypatch.setattr("sys.stdin", io.StringIO(secret + "\n"))
+
+    code = main(["hash", "--cost", "4"])
+    out = capsys.readouterr().out.strip()
+
+    assert code == 0
+    assert bcrypt_check(out, secret)
+    assert not bcrypt_check(out, secret + "é")
 
 
 @pytest.mark.parametrize(

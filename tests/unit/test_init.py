@@ -50,7 +50,7 @@ def _made(
     """`init` run through the CLI: the directory, mode, xkey, printed passwords."""
     mode, xkey = request.param
     directory = tmp_path / "set"
-    code = init(directory, "--mode", mode, *(["--xkey"] if xkey else []))
+    code = init(directory, "--mode", mode, "--xkey" if xkey else "--no-xkey")
     assert code == 0
     passwords = dict(PRINTED_USER.findall(capsys.readouterr().out))
     return directory, mode, xkey, passwords
@@ -139,6 +139,20 @@ def test_passwords_are_printed_once_and_only_hashed_in_files(
     for (name, password), hashed in zip(passwords.items(), hashes, strict=True):
         assert bcrypt.checkpw(password.encode(), hashed.encode()), name
         assert password not in everything
+
+
+@pytest.mark.parametrize("mode", ["config", "operator"])
+def test_init_encrypts_requests_unless_told_not_to(tmp_path: Path, mode: str) -> None:
+    """Without flags `init` writes an xkey and the server seals requests to it."""
+    code = init(tmp_path / "set", "--mode", mode)
+    settings = load_settings(tmp_path / "set" / "callout.env")
+    xkey = load_keys(settings).xkey
+    server_conf = (tmp_path / "set" / "nats-server.conf").read_text()
+
+    assert code == 0
+    assert xkey is not None
+    if mode == "config":  # operator mode: in the AUTH account JWT (preloaded)
+        assert f'xkey: "{xkey.public_key}"' in server_conf
 
 
 def test_init_refuses_a_non_empty_directory(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from service.cli import main
 from service.errors import PolicyError
 from service.policy import Allow, Deny, describe, evaluate, parse_policy
-from service.policy.subjects import make_rules, render
+from service.policy.subjects import make_rules, name_problem, render
 from service.policy.tokens import lookup, parse
 from tests import idp
 from tests.builders import hash_secret
@@ -109,12 +109,12 @@ def test_valid_token_gets_mapped_roles_and_claims(policy: Policy, key: Any) -> N
     decision = decide(policy, idp.mint(key, good()))
 
     assert isinstance(decision, Allow)
-    assert decision.user == "alice"
+    assert decision.user == "keycloak:alice"
     assert decision.identity == "jwt"
     assert decision.via == "jwt:keycloak"
     assert decision.account == "APP"
-    assert decision.grant.pub.allow == ("users.alice.>", "t.acme.>")
-    assert decision.grant.sub.allow == ("users.alice.>", "_INBOX.>")
+    assert decision.grant.pub.allow == ("users.keycloak:alice.>", "t.acme.>")
+    assert decision.grant.sub.allow == ("users.keycloak:alice.>", "_INBOX.>")
 
 
 def test_user_jwt_never_outlives_the_token(policy: Policy) -> None:
@@ -138,7 +138,7 @@ def test_account_claim_must_name_a_declared_account(policy: Policy) -> None:
 
     assert isinstance(billing, Allow)
     assert billing.account == "BILLING"
-    assert other == Deny("token_bad_account", user="alice", via="jwt:keycloak")
+    assert other == Deny("token_bad_account", user="keycloak:alice", via="jwt:keycloak")
 
 
 @pytest.mark.parametrize(
@@ -223,7 +223,7 @@ def test_token_as_password_of_the_provider_name(tmp_path: Path) -> None:
     garbage = evaluate(policy, request(user="keycloak", password="x"), NOW)
 
     assert isinstance(as_password, Allow)
-    assert as_password.user == "alice"
+    assert as_password.user == "keycloak:alice"
     assert as_token == Deny("token_bad_issuer")
     assert garbage == Deny("token_malformed", via="jwt:keycloak")
 
@@ -392,3 +392,30 @@ def test_claim_values_render_only_as_one_safe_token(value: str) -> None:
 def test_parse_never_raises(text: str) -> None:
     """Any string is either JWT-shaped (parsed) or not (None); no exception."""
     parse(text)
+
+
+@pytest.mark.parametrize("claimed", ["john-doe", "billing", "keycloak"])
+def test_provider_users_never_take_a_local_name(tmp_path: Path, claimed: str) -> None:
+    """A token naming a local user (or the provider) gets `<provider>:<name>`."""
+    john = (
+        f'  - name: john-doe\n    password: "{TOKEN_HASH}"\n'
+        '    publish: {allow: ["users.{{user}}.>"]}\n'
+        '    subscribe: {allow: ["users.{{user}}.>"]}\n'
+    )
+    policy = parse_policy(policy_text(tmp_path, john), base_dir=tmp_path)
+    local = policy.by_name["john-doe"].grant
+    assert local is not None
+
+    decision = decide(policy, idp.mint(RSA, good(preferred_username=claimed)))
+
+    assert isinstance(decision, Allow)
+    assert decision.user == f"keycloak:{claimed}"
+    assert decision.grant.sub.allow == (f"users.keycloak:{claimed}.>", "_INBOX.>")
+    assert not set(decision.grant.pub.allow) & set(local.pub.allow)
+    assert not set(decision.grant.sub.allow) & set(local.sub.allow)
+
+
+def test_no_policy_name_can_hold_the_namespace_separator() -> None:
+    """Policy names can't contain `:`, so none can equal a provider's user."""
+    assert name_problem("keycloak:alice") is not None
+    assert name_problem("keycloak") is None

@@ -178,6 +178,16 @@ def test_a_login_outside_the_callout_account_is_an_error() -> None:
     assert finding.fields["account"] == "OTHER"
 
 
+def test_a_callout_account_other_than_the_setting_is_an_error() -> None:
+    """Config mode: the login's callout account must be CALLOUT_AUTH_ACCOUNT."""
+    (finding,) = connection_findings(_user_info("CALLOUT"), None, auth_account="AUTH")
+    same = connection_findings(_user_info("AUTH"), None, auth_account="AUTH")
+
+    assert (finding.event, finding.level) == ("callout.auth_account_mismatch", "error")
+    assert (finding.fields["account"], finding.fields["setting"]) == ("CALLOUT", "AUTH")
+    assert same == []
+
+
 @pytest.mark.parametrize("connz", [None, {}, {"connections": None}])
 def test_global_account_is_a_warning(connz: dict[str, Any] | None) -> None:
     """The callout in $G is reported; a missing CONNZ reply is not an error."""

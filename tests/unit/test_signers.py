@@ -27,9 +27,7 @@ def test_config_mode_signs_everything_with_the_issuer(tmp_path: Path) -> None:
     """Config mode: the issuer signs, `aud` is the account name, no issuer_account."""
     policy = parse_policy(_policy("  APP: {}\n  BILLING: {}"))
 
-    signers = build_signers(
-        policy, mode="config", issuer=ISSUER, issuer_account=None, base_dir=tmp_path
-    )
+    signers = build_signers(policy, mode="config", issuer=ISSUER, base_dir=tmp_path)
 
     assert {n: (s.key, s.audience, s.issuer_account) for n, s in signers.items()} == {
         "APP": (ISSUER, "APP", ""),
@@ -42,9 +40,7 @@ def test_config_mode_refuses_operator_keys(tmp_path: Path) -> None:
     policy = parse_policy(_policy(f"  APP: {{public_key: {APP.public_key}}}"))
 
     with pytest.raises(ConfigError, match="operator mode"):
-        build_signers(
-            policy, mode="config", issuer=ISSUER, issuer_account=None, base_dir=tmp_path
-        )
+        build_signers(policy, mode="config", issuer=ISSUER, base_dir=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -59,24 +55,13 @@ def test_operator_mode_uses_the_account_key_or_a_signing_key(
         _policy(f"  APP: {{public_key: {APP.public_key}, signing_key_file: app.nk}}")
     )
 
-    signer = build_signers(
-        policy, mode="operator", issuer=ISSUER, issuer_account=None, base_dir=tmp_path
-    )["APP"]
+    signer = build_signers(policy, mode="operator", issuer=ISSUER, base_dir=tmp_path)[
+        "APP"
+    ]
 
     assert signer.key.public_key == key.public_key
     assert signer.issuer_account == issuer_account
     assert signer.audience == ""
-
-
-def test_operator_mode_callout_account_can_use_the_issuer(tmp_path: Path) -> None:
-    """Placing users in the callout account itself needs no extra key file."""
-    policy = parse_policy(_policy(f"  APP: {{public_key: {ISSUER.public_key}}}"))
-
-    signer = build_signers(
-        policy, mode="operator", issuer=ISSUER, issuer_account=None, base_dir=tmp_path
-    )["APP"]
-
-    assert signer.key is ISSUER
 
 
 @pytest.mark.parametrize(
@@ -106,7 +91,6 @@ def test_operator_mode_key_problems_are_clear(
             parse_policy(_policy(accounts)),
             mode="operator",
             issuer=ISSUER,
-            issuer_account=None,
             base_dir=tmp_path,
         )
 
