@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a policy file")
     check.add_argument("policy", type=Path)
+    check.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one object with each problem's file, line, column and code",
+    )
 
     explain = sub.add_parser("explain", help="dry run: the decision and permissions")
     explain.add_argument("policy", type=Path)
@@ -144,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "explain": _explain,
         "test": commands.run_tests,
         "diff": commands.run_diff,
+        "schema": commands.print_schema,
         "hash": _hash,
         "keys": _keys,
         "init": _init_or_dev,
@@ -255,6 +262,8 @@ def _load_or_report(path: Path, env_file: Path | None) -> Policy | None:
 
 def _check(args: argparse.Namespace) -> int:
     try:
+        if args.format == "json":
+            return commands.check_json(args.policy, _offline_callout(args.env_file))
         policy = _load_or_report(args.policy, args.env_file)
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201

@@ -28,6 +28,13 @@ Messages never contain a password, token, seed or whole JWT.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 
 class CalloutError(Exception):
     """Base class of every error this service raises on purpose."""
@@ -41,17 +48,59 @@ class ConfigError(CalloutError):
     """Settings or key material that make it impossible to start."""
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """
+    One problem in a file, for people (`str()`) and for tools (`check --format json`).
+
+    Attributes:
+        line: 1-based; 0 when the whole file is meant (unreadable, say).
+        column: 1-based; 1 when only the line is known.
+        code: A short code: pydantic's error type (`extra_forbidden`,
+            `missing`, ...), ours (`unsafe_name`, `bad_secret`, ...),
+            `yaml` or `unreadable`.
+        where: The dotted path in the document ("" when none).
+        message: A fixed text that never quotes a value from the file.
+    """
+
+    file: str
+    line: int
+    column: int
+    code: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        if not self.line:
+            return f"{self.file}: {self.message}"
+        where = f"{self.where}: " if self.where else ""
+        return f"{self.file}:{self.line}: {where}{self.message}"
+
+
+_LOCATED = re.compile(r"(?P<file>.*?):(?P<line>[0-9]+): (?P<rest>.*)", re.DOTALL)
+
+
+def _problem(text: str) -> Problem:
+    if match := _LOCATED.fullmatch(text):
+        line = int(match["line"])
+        return Problem(match["file"], line, 1, "policy", "", match["rest"])
+    file, _, message = text.partition(": ")
+    return Problem(file, 0, 1, "policy", "", message)
+
+
 class PolicyError(CalloutError):
     """
     A policy file that cannot be used.
 
     Attributes:
         problems: One `file:line: message` string per problem found.
+        details: The same problems with column and code, for tools.
     """
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+    def __init__(self, problems: Sequence[str | Problem]) -> None:
+        self.details = [p if isinstance(p, Problem) else _problem(p) for p in problems]
+        self.problems = [str(p) for p in problems]
+        super().__init__("\n".join(self.problems))
 
 
 class ProviderProblem(CalloutError):

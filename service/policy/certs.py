@@ -56,7 +56,9 @@ class CertificateMatch(BaseModel):
     san_dns: Text | None = None
     san_email: Text | None = None
     san_uri: Text | None = None
-    sha256: Annotated[str, BeforeValidator(fingerprint)] | None = None
+    sha256: (
+        Annotated[str, BeforeValidator(fingerprint, json_schema_input_type=str)] | None
+    ) = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:

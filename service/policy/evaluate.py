@@ -122,6 +122,14 @@ def evaluate(
     found = _identify(policy, request, now, check_secret, verify_nkey)
     if isinstance(found, Deny):
         return found
+    return admit(found, request, now)
+
+
+def admit(found: Principal, request: AuthRequest, now: int) -> Decision:
+    """
+    The checks after identification: source network, connection type, the
+    grant (rendered now when it depends on the connection) and the expiry.
+    """
     user, via = found.name, found.via
     if found.networks and not _host_allowed(found.networks, request.client_info.host):
         return Deny("source_not_allowed", user=user, via=via)

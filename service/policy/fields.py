@@ -239,7 +239,12 @@ def unique(what: str, message: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-Duration = Annotated[int, BeforeValidator(duration)]
+# For the published JSON Schema (docs/policy.schema.json): what a person may
+# write, where a validator turns text into a value or checks a pattern.
+DURATION_TEXT = Annotated[str, Field(pattern=r"^[0-9]{1,9}[smhd]$")]
+Duration = Annotated[
+    int, BeforeValidator(duration, json_schema_input_type=int | DURATION_TEXT)
+]
 AccountRef = Annotated[
     str,
     _declared("accounts", "account {!r} is not declared under accounts"),
@@ -247,7 +252,11 @@ AccountRef = Annotated[
 ]
 # A key of `accounts:` (the whitelist of placements).
 DeclaredAccount = Annotated[AccountName, AfterValidator(_not_callout)]
-Secret = Annotated[str, rule("bad_secret", _secret_problem)]
+Secret = Annotated[
+    str,
+    rule("bad_secret", _secret_problem),
+    Field(json_schema_extra={"pattern": f"^{_BCRYPT.pattern}$"}),
+]
 AccountKey = Annotated[str, rule("bad_nkey", _key_problem(Prefix.ACCOUNT))]
 UserKey = Annotated[
     str,

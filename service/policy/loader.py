@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from service.errors import PolicyError, ProviderProblem
+from service.errors import PolicyError, Problem, ProviderProblem
 from service.policy.certs import CertificateIndex
 from service.policy.fields import DEFAULT_CALLOUT, CalloutAccount, merge_rules
 from service.policy.model import (
@@ -35,7 +35,12 @@ from service.policy.model import (
 from service.policy.principal import Identity, Network, Principal, networks
 from service.policy.providers import Provider, compile_provider
 from service.policy.subjects import render
-from service.policy.yamlerrors import line_of, message, where, yaml_problem
+from service.policy.yamlerrors import (
+    message,
+    position_of,
+    where,
+    yaml_problem,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -167,14 +172,12 @@ def _parse(
         document = validate_document(root, callout)
     except ValidationError as exc:
         found = sorted(
-            (line_of(root, err["loc"]), n, where(err["loc"]), message(err))
+            (*position_of(root, err["loc"]), n, err)
             for n, err in enumerate(exc.errors(include_url=False, include_input=False))
         )
         problems = [
-            f"{source}:{line}: {where}: {message}"
-            if where
-            else f"{source}:{line}: {message}"
-            for line, _, where, message in found
+            Problem(source, line, column, err["type"], where(err["loc"]), message(err))
+            for line, column, _, err in found
         ]
         raise PolicyError(problems) from None
     try:
@@ -191,10 +194,11 @@ def _parse(
             for n, spec in enumerate(document.identity_providers)
         )
     except ProviderProblem as exc:
-        line = line_of(root, exc.loc)
-        raise PolicyError(
-            [f"{source}:{line}: {where(exc.loc)}: {exc.message}"]
-        ) from None
+        line, column = position_of(root, exc.loc)
+        problem = Problem(
+            source, line, column, "provider_keys", where(exc.loc), exc.message
+        )
+        raise PolicyError([problem]) from None
     version_hash = f"sha256:{digest}"
     return _compile(
         document, source=source, version_hash=version_hash, providers=providers

@@ -10,7 +10,7 @@ field types live in fields.py; the optional `identity_providers` and
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationInfo, model_validator
 
@@ -106,7 +106,9 @@ class PolicyDocument(BaseModel):
     """The whole policy file, version 1."""
 
     model_config = CONFIG
-    version: Annotated[int, BeforeValidator(_version)]
+    version: Annotated[
+        int, BeforeValidator(_version, json_schema_input_type=Literal[1])
+    ]
     accounts: Annotated[
         dict[DeclaredAccount, Account],
         Field(min_length=1),

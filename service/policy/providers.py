@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, Field, model_validator
 from service.errors import JwksError, ProviderProblem
 from service.policy.fields import (
     CONFIG,
+    DURATION_TEXT,
     AccountRef,
     Cidr,
     ConnectionType,
@@ -115,8 +116,14 @@ class IdentityProvider(BaseModel):
     jwks_url: Annotated[Text, rule("bad_url", _url_problem)] | None = None
     jwks_file: Text | None = None
     hs256_secret_file: Text | None = None
-    leeway: Annotated[int, BeforeValidator(_leeway), Field(le=300)] = 30
-    unknown_kid_wait: Annotated[float, BeforeValidator(_wait)] = 0.5
+    leeway: Annotated[
+        int,
+        BeforeValidator(_leeway, json_schema_input_type=int | DURATION_TEXT),
+        Field(le=300),
+    ] = 30
+    unknown_kid_wait: Annotated[
+        float, BeforeValidator(_wait, json_schema_input_type=float | str)
+    ] = 0.5
     user_claim: ClaimPath = "sub"
     roles_claim: ClaimPath | None = None
     role_map: dict[Text, RoleRef] = Field(default_factory=dict)
@@ -125,7 +132,9 @@ class IdentityProvider(BaseModel):
     account: AccountRef | None = None
     expires: Duration | None = None
     sent_as: Annotated[
-        tuple[SentAs, ...], BeforeValidator(_sent_as), Field(min_length=1)
+        tuple[SentAs, ...],
+        BeforeValidator(_sent_as, json_schema_input_type=SentAs | list[SentAs]),
+        Field(min_length=1),
     ] = ("token",)
     connection_types: tuple[ConnectionType, ...] = ()
     source_networks: tuple[Cidr, ...] = ()

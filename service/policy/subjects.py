@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
 from service.protocol.claims import Permission, ResponsePermission
@@ -150,7 +150,11 @@ def rule(kind: str, problem: Callable[[str], str | None]) -> AfterValidator:
     return AfterValidator(check)
 
 
-Name = Annotated[str, rule("unsafe_name", name_problem)]
+Name = Annotated[
+    str,
+    rule("unsafe_name", name_problem),
+    Field(json_schema_extra={"pattern": f"^{SAFE_NAME.pattern}$"}),
+]
 AccountName = Annotated[str, rule("unsafe_name", account_name_problem)]
 PubSubject = Annotated[str, rule("bad_subject", publish_problem)]
 SubSubject = Annotated[str, rule("bad_subject", subscribe_problem)]

@@ -54,21 +54,26 @@ def yaml_problem(exc: YAMLError, text: str) -> str:
 
 def line_of(root: object, loc: tuple[int | str, ...]) -> int:
     """The 1-based line of the deepest YAML node `loc` reaches."""
-    node, line = root, 0
+    return position_of(root, loc)[0]
+
+
+def position_of(root: object, loc: tuple[int | str, ...]) -> tuple[int, int]:
+    """The 1-based line and column of the deepest YAML node `loc` reaches."""
+    node, line, column = root, 0, 0
     for part in loc:
         try:
             if isinstance(node, CommentedMap) and part in node:
-                line = cast("int", node.lc.key(part)[0])
+                line, column = cast("tuple[int, int]", node.lc.key(part))
                 node = node[part]
             elif isinstance(node, CommentedSeq) and isinstance(part, int):
-                line = cast("int", node.lc.item(part)[0])
+                line, column = cast("tuple[int, int]", node.lc.item(part))
                 node = node[part]
             else:
                 break
         except (KeyError, IndexError, TypeError):
             # Keys that came in through a merge (<<) have no line of their own.
             break
-    return line + 1
+    return line + 1, column + 1
 
 
 def where(loc: tuple[int | str, ...]) -> str:

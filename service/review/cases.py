@@ -3,7 +3,8 @@ Policy test files: a YAML list of cases, each a login and what to expect.
 
 ```yaml
 - name: john-doe keeps to his own subjects          # optional
-  login: {user: john-doe, password: "env:JOHN_PW"}  # or token, nkey, cert, verified
+  login: {user: john-doe, password: "env:JOHN_PW"}  # or token, nkey, cert,
+                                                    # verified, provider + claims
   from: {host: 10.1.2.3, type: WEBSOCKET}            # optional
   expect:
     decision: allow
@@ -60,6 +61,8 @@ class Login(BaseModel):
     nkey: str | None = None
     cert: str | None = None
     verified: bool = False
+    provider: str | None = None
+    claims: dict[str, object] | None = None  # a provider's token, as verified
 
     @model_validator(mode="after")
     def _consistent(self) -> Login:
@@ -69,6 +72,10 @@ class Login(BaseModel):
             raise ValueError("a password needs a user")
         if self.cert is not None and not self.cert.startswith("file:"):
             raise ValueError("cert is a PEM file: file:PATH")
+        if (self.provider is None) != (self.claims is None):
+            raise ValueError("provider and claims go together")
+        if self.provider is not None and (self.user or self.password or self.token):
+            raise ValueError("a provider login gives claims, not user/password/token")
         return self
 
 

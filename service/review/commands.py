@@ -1,5 +1,6 @@
 """
-`nats-auth-callout test` and `diff`: policy review from the command line.
+`nats-auth-callout test`, `diff`, `schema` and `check --format json`:
+policy review from the command line.
 
 Exit codes, as the other commands: 0 all cases passed (`test`) or nothing
 lost (`diff`), 1 a failed case or a loss, 2 a file that cannot be used.
@@ -7,6 +8,8 @@ lost (`diff`), 1 a failed case or a loss, 2 a file that cannot be used.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -17,10 +20,13 @@ from service.review.cases import LoadedCase, load_cases
 from service.review.diff import diff_policies
 from service.review.junit import write_junit
 from service.review.runner import Result, run_case
+from service.review.schema import schema_text
 
 if TYPE_CHECKING:
     import argparse
     from pathlib import Path
+
+    from service.policy import CalloutAccount
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -36,6 +42,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     diff = sub.add_parser("diff", help="what each principal gains and loses")
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
+    sub.add_parser("schema", help="print the policy file's JSON Schema")
 
 
 def _load(path: Path) -> Policy | None:
@@ -100,3 +107,29 @@ def run_diff(args: argparse.Namespace) -> int:
         else "no principal changed"
     )
     return EXIT_FAIL if lost else EXIT_OK
+
+
+def print_schema(_args: argparse.Namespace) -> int:
+    """`schema`: the policy file's JSON Schema on stdout."""
+    sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
+def check_json(path: Path, callout: CalloutAccount) -> int:
+    """`check --format json`: one JSON object; the exit code as for text."""
+    problems: list[dict[str, object]] = []
+    summary: dict[str, object] | None = None
+    try:
+        policy = load_policy(path, callout=callout)
+    except PolicyError as exc:
+        problems = [dataclasses.asdict(p) for p in exc.details]
+    else:
+        summary = {
+            "users": len(policy.users),
+            "roles": len(policy.roles),
+            "accounts": len(policy.accounts),
+            "version": policy.version_hash,
+        }
+    report = {"file": str(path), "ok": not problems, "problems": problems}
+    print(json.dumps(report | {"summary": summary}, indent=2))  # noqa: T201
+    return EXIT_FAIL if problems else EXIT_OK

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from service.policy import Allow, evaluate
+from service.policy import Allow, Deny, evaluate, tokens
+from service.policy.evaluate import admit
 from service.policy.passwords import bcrypt_check
 from service.protocol.claims import (
     AuthRequest,
@@ -27,7 +28,7 @@ from service.protocol.enforcement import can_publish, can_subscribe
 from service.review.cases import SecretUnavailable, resolve_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from service.policy import Decision, Grant, Policy
     from service.review.cases import Expect, LoadedCase, Login, Source
@@ -68,14 +69,36 @@ def run_case(policy: Policy, loaded: LoadedCase, now: int) -> Result:
     leaked = _real_inline_secret(policy, loaded.case.login, attempt.inline)
     if leaked:
         return Result(loaded.title, where, (leaked,))
-    decision = evaluate(
-        policy,
-        attempt.request,
-        now,
-        check_secret=attempt.check_secret,
-        verify_nkey=lambda _key, _nonce, _sig: True,  # public keys: no seed here
-    )
+    login = loaded.case.login
+    if login.provider is not None:
+        decision = _by_claims(policy, login.provider, login.claims or {}, attempt, now)
+    else:
+        decision = evaluate(
+            policy,
+            attempt.request,
+            now,
+            check_secret=attempt.check_secret,
+            verify_nkey=lambda _key, _nonce, _sig: True,  # public keys: no seed here
+        )
     return Result(loaded.title, where, tuple(compare(decision, loaded.case.expect)))
+
+
+def _by_claims(
+    policy: Policy,
+    name: str,
+    claims: Mapping[str, object],
+    attempt: _Attempt,
+    now: int,
+) -> Decision:
+    """A provider's token taken as verified: its claims, then the usual checks."""
+    provider = next((p for p in policy.providers if p.name == name), None)
+    if provider is None:
+        return Deny("token_bad_issuer")
+    found = tokens.from_claims(provider, claims)
+    if isinstance(found, tuple):
+        reason, user = found
+        return Deny(reason, user=user, via=f"jwt:{provider.name}")
+    return admit(found, attempt.request, now)
 
 
 def compare(decision: Decision, expect: Expect) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from service.cli import main
 from service.errors import PolicyError
 from service.review.cases import load_cases
+from tests import idp
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "config" / "policy.example.yaml"
@@ -218,3 +220,61 @@ def test_an_invalid_policy_is_a_usage_error(
 
     assert code == 2
     assert "custmer" in err
+
+
+def test_provider_claims_are_taken_as_verified(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A provider case gives claims directly: roles, account and subjects follow."""
+    (tmp_path / "jwks.json").write_text(json.dumps(idp.jwks(idp.SigningKey.ec("k1"))))
+    provider = {
+        "name": "keycloak",
+        "issuer": idp.ISSUER,
+        "audiences": ["nats"],
+        "algorithms": ["ES256"],
+        "jwks_file": "jwks.json",
+        "user_claim": "preferred_username",
+        "roles_claim": "realm_access.roles",
+        "role_map": {"nats-customer": "customer", "nats-admin": "admin"},
+        "account_claim": "tenant_account",
+    }
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\naccounts: {APP: {}, BILLING: {}}\ndefaults: {account: APP}\n"
+        "roles:\n  customer:\n"
+        '    publish: {allow: ["users.{{user}}.>", "t.{{claim.tenant}}.>"]}\n'
+        '  admin: {publish: {allow: [">"]}}\n'
+        f"users: []\nidentity_providers:\n  - {json.dumps(provider)}\n",
+        encoding="utf-8",
+    )
+    customer = {
+        "preferred_username": "alice",
+        "realm_access": {"roles": ["nats-customer"]},
+        "tenant": "acme",
+    }
+    cases = _cases(
+        tmp_path,
+        "- name: alice the customer\n"
+        f"  login: {{provider: keycloak, claims: {json.dumps(customer)}}}\n"
+        "  from: {type: WEBSOCKET}\n"
+        "  expect:\n"
+        "    decision: allow\n"
+        "    user: 'keycloak:alice'\n"
+        "    account: APP\n"
+        "    can_publish: ['users.keycloak:alice.x', t.acme.orders]\n"
+        "    cannot_publish: [users.alice.x, t.other.orders]\n"
+        "- name: no mapped role\n"
+        "  login: {provider: keycloak, claims: {preferred_username: bob}}\n"
+        "  expect: {decision: deny, reason: token_no_roles}\n"
+        "- name: a tenant account that is not listed\n"
+        "  login:\n"
+        "    provider: keycloak\n"
+        "    claims: {preferred_username: eve, tenant_account: SYS,\n"
+        "             realm_access: {roles: [nats-admin]}}\n"
+        "  expect: {decision: deny, reason: token_bad_account}\n",
+    )
+
+    code, out, _ = _run(capsys, policy, cases)
+
+    assert out.splitlines()[-1] == "3 passed, 0 failed", out
+    assert code == 0
