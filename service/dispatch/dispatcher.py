@@ -125,6 +125,7 @@ class Dispatcher:
         metrics.track(
             inflight=lambda: self._inflight,
             connected=lambda: float(health.connected),
+            ready=lambda: float(health.not_ready() is None),
         )
         metrics.track_cache(self.login_cache)
 

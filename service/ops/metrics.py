@@ -121,6 +121,11 @@ class Metrics:
             "1 while connected to nats-server, else 0.",
             registry=r,
         )
+        self.ready = Gauge(
+            "callout_ready",
+            "1 while /readyz passes (able to authorize now), else 0.",
+            registry=r,
+        )
         # Present every series from the start, so dashboards and rate() see
         # zeros instead of gaps.
         for decision in DECISIONS:
@@ -145,11 +150,17 @@ class Metrics:
         self.policy_info.labels(version).set(1)
 
     def track(
-        self, *, inflight: Callable[[], float], connected: Callable[[], float]
+        self,
+        *,
+        inflight: Callable[[], float],
+        connected: Callable[[], float],
+        ready: Callable[[], float] | None = None,
     ) -> None:
         """Read the gauges from the worker at scrape time (always exact)."""
         self.inflight.set_function(inflight)
         self.nats_connected.set_function(connected)
+        if ready is not None:
+            self.ready.set_function(ready)
 
     def track_cache(self, cache: CacheCounts) -> None:
         """The verification cache's size and bcrypt count, read at scrape time."""

@@ -20,6 +20,7 @@ from tests.integration.opsenv import (
     start_service,
 )
 from tests.natsserver import NatsServer
+from tests.observability import observed_metric_names
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -160,6 +161,9 @@ async def test_metrics_count_decisions_and_time_them(tmp_path: Path) -> None:
     )
     assert value("callout_inflight_requests") == 0
     assert value("callout_nats_connected") == 1
+    assert value("callout_ready") == 1
+    # the shipped dashboard and alert rules use only names this service exports
+    assert observed_metric_names() <= {name for name, _ in samples}
     assert value("callout_policy_info", version=version) == 1
     assert value("callout_dropped_requests_total", reason="overload") == 0
     assert value("callout_policy_reloads_total", result="success") == 0
