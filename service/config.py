@@ -19,6 +19,7 @@ import pydantic
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service import keyfiles
 from service.errors import ConfigError, KeyFormatError
 from service.protocol.nkeys import KeyPair, Prefix, is_public_key
 from service.protocol.xkeys import CurveKeyPair
@@ -109,23 +110,25 @@ class Keys:
 
 def _secret(
     name: str, value: SecretStr | None, file: Path | None, *, required: bool
-) -> str | None:
+) -> tuple[str | None, str]:
+    """The secret's text and the setting it came from (for messages)."""
     if value is not None and file is not None:
         raise ConfigError(
             f"set {ENV_PREFIX}{name} or {ENV_PREFIX}{name}_FILE, not both"
         )
     if file is not None:
-        try:
-            return file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"{ENV_PREFIX}{name}_FILE {file}: cannot read: {exc.strerror}"
-            ) from None
+        setting = f"{ENV_PREFIX}{name}_FILE"
+        return keyfiles.read_text(file, setting), f"{setting} {file}"
     if value is not None:
-        return value.get_secret_value().strip()
+        return value.get_secret_value().strip(), f"{ENV_PREFIX}{name}"
     if required:
         raise ConfigError(f"{ENV_PREFIX}{name} or {ENV_PREFIX}{name}_FILE is required")
-    return None
+    return None, ""
+
+
+def _wrong_seed(source: str, exc: KeyFormatError, kind: str) -> ConfigError:
+    hint = f"; {keyfiles.seed_file_hint(kind)}" if " " in source else ""
+    return ConfigError(f"{source}: {exc}{hint}")
 
 
 def load_keys(settings: Settings) -> Keys:
@@ -134,17 +137,17 @@ def load_keys(settings: Settings) -> Keys:
 
     Raises:
         ConfigError: Missing, unreadable, or the wrong kind of seed. The text
-            never contains the seed.
+            names the setting used and never contains the seed.
     """
-    issuer_text = _secret(
+    issuer_text, source = _secret(
         "ISSUER_SEED", settings.issuer_seed, settings.issuer_seed_file, required=True
     )
     assert issuer_text is not None  # noqa: S101 - required=True guarantees it
     try:
         issuer = KeyPair.from_seed(issuer_text, Prefix.ACCOUNT)
     except KeyFormatError as exc:
-        raise ConfigError(f"{ENV_PREFIX}ISSUER_SEED: {exc}") from None
-    xkey_text = _secret(
+        raise _wrong_seed(source, exc, "account") from None
+    xkey_text, source = _secret(
         "XKEY_SEED", settings.xkey_seed, settings.xkey_seed_file, required=False
     )
     xkey = None
@@ -152,7 +155,7 @@ def load_keys(settings: Settings) -> Keys:
         try:
             xkey = CurveKeyPair.from_seed(xkey_text)
         except KeyFormatError as exc:
-            raise ConfigError(f"{ENV_PREFIX}XKEY_SEED: {exc}") from None
+            raise _wrong_seed(source, exc, "curve") from None
     if settings.issuer_account is not None and not is_public_key(
         settings.issuer_account, Prefix.ACCOUNT
     ):
@@ -162,6 +165,16 @@ def load_keys(settings: Settings) -> Keys:
             f"{ENV_PREFIX}ISSUER_ACCOUNT is for operator mode; config mode rejects it"
         )
     return Keys(issuer=issuer, xkey=xkey)
+
+
+def seed_files(settings: Settings) -> dict[str, Path | None]:
+    """Every file setting that holds a secret, by its variable name."""
+    return {
+        f"{ENV_PREFIX}ISSUER_SEED_FILE": settings.issuer_seed_file,
+        f"{ENV_PREFIX}XKEY_SEED_FILE": settings.xkey_seed_file,
+        f"{ENV_PREFIX}NATS_NKEY_SEED_FILE": settings.nats_nkey_seed_file,
+        f"{ENV_PREFIX}NATS_CREDS": settings.nats_creds,
+    }
 
 
 def login_problems(settings: Settings) -> list[str]:
@@ -191,11 +204,22 @@ def login_problems(settings: Settings) -> list[str]:
         problems.append(
             f"{ENV_PREFIX}NATS_USER is set without {ENV_PREFIX}NATS_PASSWORD"
         )
-    problems.extend(
-        f"{path}: no such file"
-        for path in (settings.nats_nkey_seed_file, settings.nats_creds)
-        if path is not None and not path.is_file()
+    checks = (
+        ("NATS_NKEY_SEED_FILE", settings.nats_nkey_seed_file, keyfiles.nkey_login_seed),
+        ("NATS_CREDS", settings.nats_creds, keyfiles.creds_login),
     )
+    for name, path, check in checks:
+        if path is None:
+            continue
+        if not path.is_file():
+            problems.append(f"{ENV_PREFIX}{name} {path}: no such file")
+            continue
+        # nats-py reads these only inside its connect loop, where a bad file
+        # is a traceback or a login refused forever: check them first
+        try:
+            check(path, ENV_PREFIX + name)
+        except ConfigError as exc:
+            problems.append(str(exc))
     return problems
 
 

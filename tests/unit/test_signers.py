@@ -90,7 +90,7 @@ def test_operator_mode_callout_account_can_use_the_issuer(tmp_path: Path) -> Non
         ),
         (
             "  APP: {public_key: " + APP.public_key + ", signing_key_file: user.nk}",
-            "expected a account seed",
+            "expected an account seed",
         ),
     ],
 )
