@@ -8,6 +8,7 @@ names the variable and never echoes a value (values may be secrets).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import pydantic
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -98,6 +100,60 @@ def load_settings(env_file: Path | None = None) -> Settings:
             for err in exc.errors()
         ]
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+def setting_names() -> list[str]:
+    """Every CALLOUT_* variable the service reads."""
+    return [ENV_PREFIX + name.upper() for name in Settings.model_fields]
+
+
+def _env_file_names(env_file: Path | None) -> set[str]:
+    if env_file is None or not env_file.is_file():
+        return set()
+    return {name for name in dotenv_values(env_file) if name.startswith(ENV_PREFIX)}
+
+
+def unknown_names(env_file: Path | None = None) -> list[str]:
+    """
+    Warnings for CALLOUT_* names no setting reads (typos are ignored silently
+    otherwise), each with the closest known name.
+    """
+    known = setting_names()
+    found = {n for n in os.environ if n.startswith(ENV_PREFIX)}
+    in_file = _env_file_names(env_file) - found
+    sources = dict.fromkeys(found, "environment")
+    sources |= dict.fromkeys(in_file, f"--env-file {env_file}")
+    out = []
+    for name in sorted(set(sources) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        out.append(f"{name} (in the {sources[name]}) is not a setting{hint}")
+    return out
+
+
+def describe_settings(
+    settings: Settings, env_file: Path | None = None
+) -> list[tuple[str, str, str]]:
+    """Each setting as (name, value, source: env, env-file, default); secrets masked."""
+    in_file = _env_file_names(env_file)
+    rows = []
+    for field in Settings.model_fields:
+        name = ENV_PREFIX + field.upper()
+        value = getattr(settings, field)
+        if name in os.environ:
+            source = "env"
+        elif name in in_file:
+            source = "env-file"
+        else:
+            source = "default"
+        if isinstance(value, SecretStr):
+            shown = "[REDACTED]"  # the value itself never leaves Settings
+        elif value is None:
+            shown = ""
+        else:
+            shown = str(value)
+        rows.append((name, shown, source))
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
