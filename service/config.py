@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = None
     nats_nkey_seed_file: Path | None = None
     nats_creds: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+    nats_tls_ca: Path | None = None
     issuer_seed: SecretStr | None = None
     issuer_seed_file: Path | None = None
     issuer_account: str | None = None
@@ -230,6 +233,7 @@ def seed_files(settings: Settings) -> dict[str, Path | None]:
         f"{ENV_PREFIX}XKEY_SEED_FILE": settings.xkey_seed_file,
         f"{ENV_PREFIX}NATS_NKEY_SEED_FILE": settings.nats_nkey_seed_file,
         f"{ENV_PREFIX}NATS_CREDS": settings.nats_creds,
+        f"{ENV_PREFIX}NATS_TLS_KEY": settings.nats_tls_key,
     }
 
 
@@ -260,6 +264,12 @@ def login_problems(settings: Settings) -> list[str]:
         problems.append(
             f"{ENV_PREFIX}NATS_USER is set without {ENV_PREFIX}NATS_PASSWORD"
         )
+    try:
+        keyfiles.tls_context(
+            settings.nats_tls_cert, settings.nats_tls_key, settings.nats_tls_ca
+        )
+    except ConfigError as exc:
+        problems.append(str(exc))
     checks = (
         ("NATS_NKEY_SEED_FILE", settings.nats_nkey_seed_file, keyfiles.nkey_login_seed),
         ("NATS_CREDS", settings.nats_creds, keyfiles.creds_login),

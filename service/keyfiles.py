@@ -11,6 +11,7 @@ setting that was used and never contains the file's content.
 from __future__ import annotations
 
 import re
+import ssl
 import stat
 from typing import TYPE_CHECKING
 
@@ -106,3 +107,34 @@ def loose_permissions(files: Mapping[str, Path | None]) -> list[str]:
                 f"change it; chmod 600 {path}"
             )
     return out
+
+
+def tls_context(
+    cert: Path | None, key: Path | None, ca: Path | None
+) -> ssl.SSLContext | None:
+    """
+    The TLS context of the service's own login: a client certificate (for a
+    server with `tls { verify: true }`) and/or the CA that signed the
+    server's certificate; None when neither is set (nats-py's default).
+
+    Raises:
+        ConfigError: Only one of cert and key, or files that do not load
+            (the text names the setting, never key material).
+    """
+    if (cert is None) != (key is None):
+        raise ConfigError("set both CALLOUT_NATS_TLS_CERT and CALLOUT_NATS_TLS_KEY")
+    if cert is None and ca is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=None if ca is None else str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"CALLOUT_NATS_TLS_CA {ca}: cannot load: {exc}") from None
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"CALLOUT_NATS_TLS_CERT {cert} / CALLOUT_NATS_TLS_KEY {key}: "
+                f"cannot load: {type(exc).__name__}"
+            ) from None
+    return context

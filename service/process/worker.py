@@ -30,6 +30,7 @@ from service.dispatch.cachepeers import Link
 from service.dispatch.dispatcher import Dispatcher
 from service.dispatch.selfcheck import Verdict, connection_findings
 from service.errors import ConfigError
+from service.keyfiles import tls_context
 from service.log import Throttle
 from service.ops.health import Health
 from service.ops.http import HttpApi
@@ -138,6 +139,10 @@ class Worker:
             opts["nkeys_seed"] = str(s.nats_nkey_seed_file)
         if s.nats_creds is not None:
             opts["user_credentials"] = str(s.nats_creds)
+        # checked at startup (config.login_problems): a bad file fails there
+        tls = tls_context(s.nats_tls_cert, s.nats_tls_key, s.nats_tls_ca)
+        if tls is not None:
+            opts["tls"] = tls
         return opts
 
     async def _connect(self, stop: asyncio.Event) -> Client | None:

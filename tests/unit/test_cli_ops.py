@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from service.config import Settings, load_keys, unknown_names
+from service.config import Settings, load_keys, login_problems, unknown_names
 from service.errors import ConfigError
 from service.keyfiles import loose_permissions
 from service.protocol.nkeys import KeyPair, Prefix
@@ -253,3 +253,17 @@ def test_run_help_points_to_the_settings_command(
         main(["run", "--help"])
 
     assert "nats-auth-callout settings" in capsys.readouterr().out
+
+
+def test_a_tls_certificate_without_its_key_is_a_login_problem(tmp_path: Path) -> None:
+    """CALLOUT_NATS_TLS_CERT alone, or a file that is no certificate, stops startup."""
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not a certificate\n")
+
+    alone = login_problems(Settings(nats_tls_cert=cert))
+    broken = login_problems(Settings(nats_tls_cert=cert, nats_tls_key=cert))
+
+    assert alone == ["set both CALLOUT_NATS_TLS_CERT and CALLOUT_NATS_TLS_KEY"]
+    assert len(broken) == 1
+    assert broken[0].startswith(f"CALLOUT_NATS_TLS_CERT {cert} / ")
+    assert "not a certificate" not in broken[0]
