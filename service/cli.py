@@ -1,5 +1,6 @@
 """
-The command line: run, check, explain, test, diff, hash, keys, init, dev.
+The command line: run, settings, check, explain, test, diff, schema, hash, keys,
+init, dev.
 
 Exit codes: 0 success, 1 a policy problem (`check`) or a denial
 (`explain`), 2 a usage or startup error.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
+import ipaddress
 import json
 import sys
 import time
@@ -18,33 +19,37 @@ from pathlib import Path
 import bcrypt
 import structlog
 
-from service import __version__
+from service import __version__, keyfiles
 from service.config import (
     Keys,
     Settings,
-    cleartext_urls,
+    describe_settings,
     load_keys,
     load_settings,
     login_problems,
+    seed_files,
+    unknown_names,
 )
 from service.errors import ConfigError, PolicyError
 from service.log import configure_logging
 from service.policy import CalloutAccount, Policy, describe, evaluate, load_policy
 from service.policy.passwords import MAX_SECRET_BYTES, bcrypt_check, too_long
 from service.process.supervisor import Supervisor, bind_worker_index
-from service.protocol.claims import (
-    AuthRequest,
-    ClientInfo,
-    ClientTLS,
-    ConnectOpts,
-    ServerId,
-    ServerInfo,
-    UserNKey,
-)
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.xkeys import CurveKeyPair
 from service.review import commands
+from service.setup.oneshot import (
+    SecretInputError,
+    explain_request,
+    policy_warnings,
+    read_secret,
+    startup_warnings,
+    warn,
+    write_seed_file,
+)
 from service.signers import Loaded, callout_account, load
+
+__all__ = ["explain_request", "main", "startup_warnings"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXPLAIN_JWKS_WAIT = 5.0  # seconds: a dry run has no auth deadline
@@ -60,7 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the service (settings from CALLOUT_* env)")
+    run = sub.add_parser(
+        "run",
+        help="run the service (settings from CALLOUT_* env)",
+        epilog="Settings: CALLOUT_* variables; `nats-auth-callout settings` lists "
+        "them with their current values and sources.",
+    )
     run.add_argument("--env-file", type=Path, help="read CALLOUT_* settings from FILE")
     run.add_argument(
         "--workers",
@@ -68,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=range(1, 257),
         metavar="N",
         help="N worker processes in the queue group (default: CALLOUT_WORKERS)",
+    )
+
+    settings = sub.add_parser(
+        "settings", help="list every CALLOUT_* setting: value and source"
+    )
+    settings.add_argument(
+        "--env-file", type=Path, help="as `run --env-file FILE` would read it"
     )
 
     check = sub.add_parser("check", help="validate a policy file")
@@ -78,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
         default="text",
         help="json: one object with each problem's file, line, column and code",
     )
+    check.add_argument(
+        "--strict", action="store_true", help="warnings fail the check (exit 1)"
+    )
 
     explain = sub.add_parser("explain", help="dry run: the decision and permissions")
     explain.add_argument("policy", type=Path)
@@ -87,7 +107,16 @@ def _parser() -> argparse.ArgumentParser:
             "--env-file", type=Path, help="read CALLOUT_* settings from FILE"
         )
     explain.add_argument("--user", default="")
-    explain.add_argument("--password", default="")
+    explain.add_argument(
+        "--password",
+        default="",
+        help="visible to other users of this machine (ps): prefer --password-stdin",
+    )
+    explain.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from a prompt, or one line of stdin",
+    )
     explain.add_argument(
         "--token", default="", help="a bearer token: a JWT for identity_providers"
     )
@@ -100,7 +129,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--nkey", default="", help="public user nkey (signature assumed)"
     )
-    explain.add_argument("--host", default="127.0.0.1")
+    explain.add_argument(
+        "--host",
+        type=_ip,
+        default="127.0.0.1",
+        metavar="IP",
+        help="the client's address (default: %(default)s)",
+    )
     explain.add_argument("--type", choices=_TYPES, default="nats")
 
     commands.add_parsers(sub)
@@ -112,6 +147,13 @@ def _parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="print a new seed and its public key")
     keys.add_argument("kind", choices=("account", "user", "curve", "operator"))
+    keys.add_argument(
+        "--seed-file",
+        type=Path,
+        metavar="FILE",
+        help="write the seed to FILE (mode 0600, never over a file), print the "
+        "public key only",
+    )
 
     init = sub.add_parser("init", help="write keys and configs that work together")
     init.add_argument("dir", type=Path, help="a new or empty directory")
@@ -141,11 +183,19 @@ def _port(text: str) -> int:
     return port
 
 
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nats-auth-callout` console script."""
     args = _parser().parse_args(argv)
     handlers = {
         "run": _run,
+        "settings": _settings,
         "check": _check,
         "explain": _explain,
         "test": commands.run_tests,
@@ -184,42 +234,17 @@ def _run(args: argparse.Namespace) -> int:
         return Supervisor(settings, workers, args.env_file).run()
     bind_worker_index()
     log = structlog.get_logger("callout")
-    for warning in startup_warnings(settings, loaded.policy):
+    warnings = [
+        *unknown_names(args.env_file),
+        *keyfiles.loose_permissions(seed_files(settings)),
+        *startup_warnings(settings, loaded.policy),
+    ]
+    for warning in warnings:
         log.warning("callout.config_warning", warning=warning)
     from service.process.worker import serve  # noqa: PLC0415 - keep nats out of other commands
 
     asyncio.run(serve(settings, keys, loaded.policy, loaded.signers))
     return EXIT_OK
-
-
-def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
-    """Setups that work but silently weaken security."""
-    out = []
-    names = {u.name for u in policy.users}
-    if settings.nats_user and settings.nats_user in names:
-        out.append(
-            f"policy user {settings.nats_user!r} is also the service's login; the "
-            "server lists it in auth_users, so it bypasses the callout"
-        )
-    out.extend(
-        f"policy can place users in {account!r}, a system account name"
-        for account in policy.accounts
-        if account.upper() in {"SYS", "$SYS"}
-    )
-    if settings.mode == "config" and "$G" in policy.accounts:
-        out.append("policy places users in $G, where the callout service itself runs")
-    if settings.nats_user is not None:
-        # nkey and creds logins sign a nonce; only a password is sent as is
-        out.extend(
-            f"{url} is not loopback and not TLS: the service's password travels "
-            "in clear"
-            for url in cleartext_urls(settings)
-        )
-    if settings.xkey_seed is None and settings.xkey_seed_file is None:
-        out.append(
-            "no CALLOUT_XKEY_SEED: requests (with client passwords) are not encrypted"
-        )
-    return out
 
 
 def _offline_callout(env_file: Path | None) -> CalloutAccount:
@@ -260,6 +285,21 @@ def _load_or_report(path: Path, env_file: Path | None) -> Policy | None:
         return None
 
 
+def _settings(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.env_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    rows = describe_settings(settings, args.env_file)
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        print(f"{name:<{width}}  {source:<8}  {value}")  # noqa: T201
+    for warning in unknown_names(args.env_file):
+        warn(warning)
+    return EXIT_OK
+
+
 def _check(args: argparse.Namespace) -> int:
     try:
         if args.format == "json":
@@ -270,46 +310,33 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if policy is None:
         return EXIT_FAIL
+    # the policy's part of what `run` warns about (run adds its settings')
+    warnings = policy_warnings(policy)
+    for warning in warnings:
+        warn(warning)
+    if warnings and args.strict:
+        print(f"{args.policy}: {len(warnings)} warnings (--strict)", file=sys.stderr)  # noqa: T201
+        return EXIT_FAIL
+    noted = f", {len(warnings)} warnings" if warnings else ""
     print(  # noqa: T201
         f"{args.policy}: ok ({len(policy.users)} users, {len(policy.roles)} roles, "
-        f"{len(policy.accounts)} accounts, {policy.version_hash})"
+        f"{len(policy.accounts)} accounts, {policy.version_hash}{noted})"
     )
     return EXIT_OK
 
 
-def explain_request(args: argparse.Namespace) -> AuthRequest:
-    """
-    The request the server would send for a client with these options.
-
-    Raises:
-        OSError: `--cert` names a file that cannot be read.
-    """
-    kind = "Leafnode" if args.type == "leafnode" else "Client"
-    tls = None
-    if args.cert is not None:
-        # As nats-server sends it after `verify`: the leaf as its chain.
-        tls = ClientTLS(verified_chains=((args.cert.read_text(encoding="ascii"),),))
-    return AuthRequest(
-        client_tls=tls,
-        server=ServerInfo(id=ServerId("NEXPLAIN")),
-        user_nkey=UserNKey("UEXPLAIN"),
-        client_info=ClientInfo(
-            host=args.host,
-            kind=kind,
-            type="" if kind == "Leafnode" else args.type,
-            nonce="explain" if args.nkey else "",
-        ),
-        connect_opts=ConnectOpts(
-            user=args.user,
-            password=args.password,
-            auth_token=args.token,
-            nkey=args.nkey,
-            sig="explain" if args.nkey else "",
-        ),
-    )
-
-
 def _explain(args: argparse.Namespace) -> int:
+    if args.password and args.password_stdin:
+        print("give --password or --password-stdin, not both", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    if args.password:
+        warn("--password is visible to other users (ps); use --password-stdin")
+    if args.password_stdin:
+        try:
+            args.password = read_secret(sys.stdin, prompt="password: ", confirm=False)
+        except SecretInputError as exc:
+            print(exc, file=sys.stderr)  # noqa: T201
+            return EXIT_USAGE
     try:
         policy = _load_or_report(args.policy, args.env_file)
     except ConfigError as exc:
@@ -340,13 +367,11 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _hash(args: argparse.Namespace) -> int:
-    if sys.stdin.isatty():
-        secret = getpass.getpass("secret: ")
-        if getpass.getpass("again: ") != secret:
-            print("the two entries differ", file=sys.stderr)  # noqa: T201
-            return EXIT_USAGE
-    else:
-        secret = sys.stdin.readline().rstrip("\r\n")
+    try:
+        secret = read_secret(sys.stdin, prompt="secret: ", confirm=True)
+    except SecretInputError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
     if not secret:
         print("empty secret", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
@@ -365,7 +390,15 @@ def _keys(args: argparse.Namespace) -> int:
         pair = CurveKeyPair.create()
     else:
         pair = KeyPair.create(Prefix[args.kind.upper()])
-    print(f"seed: {pair.export_seed()}")  # noqa: T201
+    if args.seed_file is not None:
+        try:
+            write_seed_file(args.seed_file, pair.export_seed())
+        except OSError as exc:
+            reason = "exists" if isinstance(exc, FileExistsError) else exc.strerror
+            print(f"{args.seed_file}: {reason}; nothing written", file=sys.stderr)  # noqa: T201
+            return EXIT_USAGE
+    else:
+        print(f"seed: {pair.export_seed()}")  # noqa: T201
     print(f"public_key: {pair.public_key}")  # noqa: T201
     return EXIT_OK
 

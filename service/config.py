@@ -8,6 +8,7 @@ names the variable and never echoes a value (values may be secrets).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -16,9 +17,11 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import pydantic
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service import keyfiles
 from service.errors import ConfigError, KeyFormatError
 from service.protocol.nkeys import KeyPair, Prefix, is_public_key
 from service.protocol.xkeys import CurveKeyPair
@@ -51,6 +54,9 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = None
     nats_nkey_seed_file: Path | None = None
     nats_creds: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+    nats_tls_ca: Path | None = None
     issuer_seed: SecretStr | None = None
     issuer_seed_file: Path | None = None
     issuer_account: str | None = None
@@ -101,6 +107,60 @@ def load_settings(env_file: Path | None = None) -> Settings:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
 
 
+def setting_names() -> list[str]:
+    """Every CALLOUT_* variable the service reads."""
+    return [ENV_PREFIX + name.upper() for name in Settings.model_fields]
+
+
+def _env_file_names(env_file: Path | None) -> set[str]:
+    if env_file is None or not env_file.is_file():
+        return set()
+    return {name for name in dotenv_values(env_file) if name.startswith(ENV_PREFIX)}
+
+
+def unknown_names(env_file: Path | None = None) -> list[str]:
+    """
+    Warnings for CALLOUT_* names no setting reads (typos are ignored silently
+    otherwise), each with the closest known name.
+    """
+    known = setting_names()
+    found = {n for n in os.environ if n.startswith(ENV_PREFIX)}
+    in_file = _env_file_names(env_file) - found
+    sources = dict.fromkeys(found, "environment")
+    sources |= dict.fromkeys(in_file, f"--env-file {env_file}")
+    out = []
+    for name in sorted(set(sources) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        out.append(f"{name} (in the {sources[name]}) is not a setting{hint}")
+    return out
+
+
+def describe_settings(
+    settings: Settings, env_file: Path | None = None
+) -> list[tuple[str, str, str]]:
+    """Each setting as (name, value, source: env, env-file, default); secrets masked."""
+    in_file = _env_file_names(env_file)
+    rows = []
+    for field in Settings.model_fields:
+        name = ENV_PREFIX + field.upper()
+        value = getattr(settings, field)
+        if name in os.environ:
+            source = "env"
+        elif name in in_file:
+            source = "env-file"
+        else:
+            source = "default"
+        if isinstance(value, SecretStr):
+            shown = "[REDACTED]"  # the value itself never leaves Settings
+        elif value is None:
+            shown = ""
+        else:
+            shown = str(value)
+        rows.append((name, shown, source))
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """The key material the service signs and decrypts with."""
@@ -111,23 +171,25 @@ class Keys:
 
 def _secret(
     name: str, value: SecretStr | None, file: Path | None, *, required: bool
-) -> str | None:
+) -> tuple[str | None, str]:
+    """The secret's text and the setting it came from (for messages)."""
     if value is not None and file is not None:
         raise ConfigError(
             f"set {ENV_PREFIX}{name} or {ENV_PREFIX}{name}_FILE, not both"
         )
     if file is not None:
-        try:
-            return file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"{ENV_PREFIX}{name}_FILE {file}: cannot read: {exc.strerror}"
-            ) from None
+        setting = f"{ENV_PREFIX}{name}_FILE"
+        return keyfiles.read_text(file, setting), f"{setting} {file}"
     if value is not None:
-        return value.get_secret_value().strip()
+        return value.get_secret_value().strip(), f"{ENV_PREFIX}{name}"
     if required:
         raise ConfigError(f"{ENV_PREFIX}{name} or {ENV_PREFIX}{name}_FILE is required")
-    return None
+    return None, ""
+
+
+def _wrong_seed(source: str, exc: KeyFormatError, kind: str) -> ConfigError:
+    hint = f"; {keyfiles.seed_file_hint(kind)}" if " " in source else ""
+    return ConfigError(f"{source}: {exc}{hint}")
 
 
 def load_keys(settings: Settings) -> Keys:
@@ -136,17 +198,17 @@ def load_keys(settings: Settings) -> Keys:
 
     Raises:
         ConfigError: Missing, unreadable, or the wrong kind of seed. The text
-            never contains the seed.
+            names the setting used and never contains the seed.
     """
-    issuer_text = _secret(
+    issuer_text, source = _secret(
         "ISSUER_SEED", settings.issuer_seed, settings.issuer_seed_file, required=True
     )
     assert issuer_text is not None  # noqa: S101 - required=True guarantees it
     try:
         issuer = KeyPair.from_seed(issuer_text, Prefix.ACCOUNT)
     except KeyFormatError as exc:
-        raise ConfigError(f"{ENV_PREFIX}ISSUER_SEED: {exc}") from None
-    xkey_text = _secret(
+        raise _wrong_seed(source, exc, "account") from None
+    xkey_text, source = _secret(
         "XKEY_SEED", settings.xkey_seed, settings.xkey_seed_file, required=False
     )
     xkey = None
@@ -154,7 +216,7 @@ def load_keys(settings: Settings) -> Keys:
         try:
             xkey = CurveKeyPair.from_seed(xkey_text)
         except KeyFormatError as exc:
-            raise ConfigError(f"{ENV_PREFIX}XKEY_SEED: {exc}") from None
+            raise _wrong_seed(source, exc, "curve") from None
     if settings.issuer_account is not None and not is_public_key(
         settings.issuer_account, Prefix.ACCOUNT
     ):
@@ -164,6 +226,17 @@ def load_keys(settings: Settings) -> Keys:
             f"{ENV_PREFIX}ISSUER_ACCOUNT is for operator mode; config mode rejects it"
         )
     return Keys(issuer=issuer, xkey=xkey)
+
+
+def seed_files(settings: Settings) -> dict[str, Path | None]:
+    """Every file setting that holds a secret, by its variable name."""
+    return {
+        f"{ENV_PREFIX}ISSUER_SEED_FILE": settings.issuer_seed_file,
+        f"{ENV_PREFIX}XKEY_SEED_FILE": settings.xkey_seed_file,
+        f"{ENV_PREFIX}NATS_NKEY_SEED_FILE": settings.nats_nkey_seed_file,
+        f"{ENV_PREFIX}NATS_CREDS": settings.nats_creds,
+        f"{ENV_PREFIX}NATS_TLS_KEY": settings.nats_tls_key,
+    }
 
 
 def login_problems(settings: Settings) -> list[str]:
@@ -193,11 +266,28 @@ def login_problems(settings: Settings) -> list[str]:
         problems.append(
             f"{ENV_PREFIX}NATS_USER is set without {ENV_PREFIX}NATS_PASSWORD"
         )
-    problems.extend(
-        f"{path}: no such file"
-        for path in (settings.nats_nkey_seed_file, settings.nats_creds)
-        if path is not None and not path.is_file()
+    try:
+        keyfiles.tls_context(
+            settings.nats_tls_cert, settings.nats_tls_key, settings.nats_tls_ca
+        )
+    except ConfigError as exc:
+        problems.append(str(exc))
+    checks = (
+        ("NATS_NKEY_SEED_FILE", settings.nats_nkey_seed_file, keyfiles.nkey_login_seed),
+        ("NATS_CREDS", settings.nats_creds, keyfiles.creds_login),
     )
+    for name, path, check in checks:
+        if path is None:
+            continue
+        if not path.is_file():
+            problems.append(f"{ENV_PREFIX}{name} {path}: no such file")
+            continue
+        # nats-py reads these only inside its connect loop, where a bad file
+        # is a traceback or a login refused forever: check them first
+        try:
+            check(path, ENV_PREFIX + name)
+        except ConfigError as exc:
+            problems.append(str(exc))
     return problems
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, Hashable, MutableMapping
 
     from structlog.typing import Processor
 
@@ -91,3 +92,30 @@ def configure_logging(*, fmt: str = "json", level: str = "info") -> None:
         logger_factory=structlog.WriteLoggerFactory(_CurrentStdout()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
+
+
+class Throttle:
+    """
+    At most one log line per `every` seconds for each kind of event.
+
+    Each kind keeps its own clock: with one shared "last kind" two kinds that
+    alternate (a refused login, then a reset connection) would each be new
+    every time and log on every retry. Kinds are event names and exception
+    class names, a small fixed set, so the map stays small.
+    """
+
+    def __init__(
+        self, every: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every = every
+        self._clock = clock
+        self._last: dict[Hashable, float] = {}
+
+    def allow(self, kind: Hashable) -> bool:
+        """True when a line of this kind may be written now (and note it)."""
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.every:
+            return False
+        self._last[kind] = now
+        return True

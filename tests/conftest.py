@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog
+from structlog._config import BoundLoggerLazyProxy
 
 from tests.natsserver import NatsServer, ServerFactory
 
@@ -53,3 +56,22 @@ def _nats_server_factory(
         for server in started:
             print(f"\n----- nats-server {server.config_path} log -----")  # noqa: T201
             print(server.log_text())  # noqa: T201
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """
+    Undo what a test's `configure_logging` left behind.
+
+    The service caches each module logger on first use (fast in production);
+    a test that ran `run` would otherwise leave the later tests' module
+    loggers bound to its configuration, out of reach of `capture_logs`.
+    """
+    yield
+    structlog.reset_defaults()
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] != "service":
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, BoundLoggerLazyProxy):
+                vars(value).pop("bind", None)  # the cached bind, back to lazy

@@ -40,8 +40,8 @@ import structlog
 
 from service.dispatch.coldlane import ColdLane, Shed
 from service.dispatch.fastlane import (
+    Claimed,
     check_or_defer,
-    claimed_deadline,
     decide_fast,
     fast_thread,
 )
@@ -247,11 +247,24 @@ class Dispatcher:
                     req.now,
                 )
             if outcome is None:
-                decided = await self._decide_cold(req, loop)
+                claimed = Claimed(
+                    req.data,
+                    req.headers,
+                    req.ctx.xkey,
+                    received=req.received,
+                    wall=req.now,
+                )
+                decided = await self._decide_cold(req, claimed, loop)
                 if isinstance(decided, Shed):
                     # no reply: the server refuses the client at its deadline,
                     # it tries again (maybe a cache hit then: see coldlane.py)
-                    self._record.shed(decided, req.started, req.ctx, self.cold.cost)
+                    self._record.shed(
+                        decided,
+                        req.started,
+                        req.ctx,
+                        self.cold.cost,
+                        claimed=claimed.log_fields(),
+                    )
                     return None
                 outcome = decided
         except Exception:  # noqa: BLE001 - logged as an abort
@@ -283,23 +296,14 @@ class Dispatcher:
             task.add_done_callback(self._checking.discard)
 
     async def _decide_cold(
-        self, req: _Request, loop: asyncio.AbstractEventLoop
+        self, req: _Request, claimed: Claimed, loop: asyncio.AbstractEventLoop
     ) -> Outcome | Shed:
         check = functools.partial(
             handle, req.data, req.headers, ctx=req.ctx, now=req.now
         )
+        # the lane's thread reads the claims once, when it picks the request
         return await self.cold.submit(
-            check,
-            deadline=functools.partial(
-                claimed_deadline,
-                req.data,
-                req.headers,
-                req.ctx.xkey,
-                received=req.received,
-                wall=req.now,
-            ),
-            received=req.received,
-            loop=loop,
+            check, deadline=claimed.deadline, received=req.received, loop=loop
         )
 
     async def _check(self, check: Callable[[], Verdict]) -> None:

@@ -97,18 +97,74 @@ def claimed_deadline(
     received: float,
     wall: float,
 ) -> float:
-    """
-    A request's deadline from its claims, read without verifying them.
+    """A request's deadline from its claims, read without verifying them."""
+    return Claimed(data, headers, xkey, received=received, wall=wall).deadline()
 
-    Only the cold lane's scheduling uses it (a thread calls this when it
-    picks the request, and drops a request it cannot answer in time); the
-    decision that follows verifies everything. Verifying here as well would
-    double the GIL time of each request a storm makes us drop.
+
+_CLAIMED_TEXT_MAX = 256  # unverified input: bounded before it reaches a log line
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and len(value) <= _CLAIMED_TEXT_MAX else None
+
+
+class Claimed:
     """
-    try:
-        token, _ = unseal(data, headers, xkey)
-        claims = json.loads(b64decode(token.split(b".")[1]))
-        expires, issued_at = int(claims.get("exp", 0)), int(claims.get("iat", 0))
-    except (RequestError, ValueError, TypeError, IndexError, AttributeError):
-        return math.inf  # the decision will tell what is wrong with it
-    return deadline(expires, issued_at, received, wall)
+    What a request says about itself, read once without verifying it.
+
+    Only the cold lane's scheduling uses the deadline (a thread calls
+    `deadline` when it picks the request, and drops a request it cannot
+    answer in time); the decision that follows verifies everything.
+    Verifying here as well would double the GIL time of each request a
+    storm makes us drop. The same read keeps the server id and client
+    fields, so that the line of a dropped request names them (as claimed).
+    """
+
+    __slots__ = (
+        "_data",
+        "_headers",
+        "_received",
+        "_wall",
+        "_xkey",
+        "client_host",
+        "client_type",
+        "server_id",
+    )
+
+    def __init__(
+        self,
+        data: bytes,
+        headers: Mapping[str, str] | None,
+        xkey: CurveKeyPair | None,
+        *,
+        received: float,
+        wall: float,
+    ) -> None:
+        self._data, self._headers, self._xkey = data, headers, xkey
+        self._received, self._wall = received, wall
+        self.server_id: str | None = None
+        self.client_host: str | None = None
+        self.client_type: str | None = None
+
+    def deadline(self) -> float:
+        """The claimed deadline (monotonic); inf when the claims do not read."""
+        try:
+            token, _ = unseal(self._data, self._headers, self._xkey)
+            claims = json.loads(b64decode(token.split(b".")[1]))
+            expires, issued_at = int(claims.get("exp", 0)), int(claims.get("iat", 0))
+            nats = claims.get("nats") or {}
+            info = nats.get("client_info") or {}
+            self.server_id = _text((nats.get("server_id") or {}).get("id"))
+            self.client_host = _text(info.get("host"))
+            self.client_type = _text(info.get("type"))
+        except (RequestError, ValueError, TypeError, IndexError, AttributeError):
+            return math.inf  # the decision will tell what is wrong with it
+        return deadline(expires, issued_at, self._received, self._wall)
+
+    def log_fields(self) -> dict[str, str | None]:
+        """The decision-line fields this request claims (not verified)."""
+        return {
+            "server_id": self.server_id,
+            "client_host": self.client_host,
+            "client_type": self.client_type,
+        }

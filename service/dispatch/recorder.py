@@ -13,6 +13,8 @@ import structlog
 from service.handler import Outcome
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from service.dispatch.coldlane import Shed
     from service.handler import HandlerContext
     from service.ops.metrics import Metrics
@@ -52,11 +54,28 @@ class DecisionRecorder:
             log.info(event, **fields)
 
     def shed(
-        self, shed: Shed, started: float, ctx: HandlerContext, cost: float | None
+        self,
+        shed: Shed,
+        started: float,
+        ctx: HandlerContext,
+        cost: float | None,
+        *,
+        claimed: Mapping[str, str | None],
     ) -> None:
-        """A request dropped before bcrypt: it could not be answered in time."""
+        """
+        A request dropped before bcrypt: it could not be answered in time.
+        `claimed` are its server and client fields as it states them: it was
+        dropped before its signature check.
+        """
         self.outcome(
-            Outcome(decision="abort", reply=None, reason="deadline_unmeetable"),
+            Outcome(
+                decision="abort",
+                reply=None,
+                reason="deadline_unmeetable",
+                server_id=claimed.get("server_id"),
+                client_host=claimed.get("client_host"),
+                client_type=claimed.get("client_type"),
+            ),
             started,
             ctx.policy.version_hash,
             waited_ms=round(shed.waited * 1000, 1),

@@ -19,17 +19,19 @@ import asyncio
 import contextlib
 import json
 import signal
-import time
 from typing import TYPE_CHECKING, Any
 
-import nats
 import structlog
+from nats.aio.client import Client
+from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
 from service.dispatch.cachepeers import Link
 from service.dispatch.dispatcher import Dispatcher
 from service.dispatch.selfcheck import Verdict, connection_findings
 from service.errors import ConfigError
+from service.keyfiles import tls_context
+from service.log import Throttle
 from service.ops.health import Health
 from service.ops.http import HttpApi
 from service.ops.metrics import Metrics
@@ -39,7 +41,6 @@ from service.protocol.claims import AUTH_SUBJECT
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
@@ -53,6 +54,21 @@ log = structlog.get_logger("callout")
 _USER_INFO = "$SYS.REQ.USER.INFO"
 _ACCOUNT_CONNZ = "$SYS.REQ.ACCOUNT.PING.CONNZ"  # this account's connections
 _ERROR_LOG_EVERY = 5.0
+# after a server restart every client reconnects at once, and one that gets
+# in before we re-subscribe waits out the whole auth timeout (2 s) and
+# retries: measured with benchmarks/storms.py, 0.5 s cost half of 2 000
+# clients a failed attempt, 0.1 s none
+_RETRY_WAIT = 0.1
+# a refused login will not succeed by hammering: back off up to this
+_RETRY_WAIT_REFUSED_MAX = 10.0
+
+
+def _login_refused(exc: Exception) -> bool:
+    # nats-py raises a plain Error("nats: 'Authorization Violation'") from its
+    # connect handshake and AuthorizationError only once connected
+    return isinstance(exc, AuthorizationError) or (
+        "authorization violation" in str(exc).lower()
+    )
 
 
 class Worker:
@@ -84,8 +100,8 @@ class Worker:
         self._nc: Client | None = None
         self._sub: Subscription | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._last_error: tuple[str, str] = ("", "")
-        self._last_error_at = 0.0
+        self._client = Client()
+        self._throttle = Throttle(_ERROR_LOG_EVERY)
         self._error_count = 0
 
     @property
@@ -108,11 +124,7 @@ class Worker:
             "name": "nats-auth-callout",
             "allow_reconnect": True,
             "max_reconnect_attempts": -1,
-            # after a server restart every client reconnects at once, and one
-            # that gets in before we re-subscribe waits out the whole auth
-            # timeout (2 s) and retries: measured with benchmarks/storms.py,
-            # 0.5 s cost half of 2 000 clients a failed attempt, 0.1 s none
-            "reconnect_time_wait": 0.1,
+            "reconnect_time_wait": _RETRY_WAIT,
             "connect_timeout": 2,
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnected,
@@ -127,6 +139,10 @@ class Worker:
             opts["nkeys_seed"] = str(s.nats_nkey_seed_file)
         if s.nats_creds is not None:
             opts["user_credentials"] = str(s.nats_creds)
+        # checked at startup (config.login_problems): a bad file fails there
+        tls = tls_context(s.nats_tls_cert, s.nats_tls_key, s.nats_tls_ca)
+        if tls is not None:
+            opts["tls"] = tls
         return opts
 
     async def _connect(self, stop: asyncio.Event) -> Client | None:
@@ -134,7 +150,9 @@ class Worker:
         # itself (so the sidecar may start before its nats-server, reporting
         # each failure to error_cb); race it against `stop` so that SIGTERM
         # still ends a service that never reached its server.
-        connecting = asyncio.ensure_future(nats.connect(**self._connect_options()))
+        connecting = asyncio.ensure_future(
+            self._client.connect(**self._connect_options())
+        )
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -143,7 +161,14 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, NatsError, OSError):
                 await connecting
             return None
-        return connecting.result()
+        connecting.result()
+        self._set_retry_wait(_RETRY_WAIT)
+        return self._client
+
+    def _set_retry_wait(self, seconds: float) -> None:
+        # nats-py reads this option before each attempt (initial connect and
+        # reconnect alike) and offers no other way to back off per failure
+        self._client.options["reconnect_time_wait"] = seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain within `shutdown_grace`."""
@@ -204,10 +229,14 @@ class Worker:
         except TimeoutError:
             cut = self.dispatcher.cut_off()
         if self._nc is not None:
-            with contextlib.suppress(NatsError, TimeoutError):
+            # with the server down, nats-py's drain and close still flush what
+            # is pending to the dead socket and raise ConnectionResetError:
+            # nothing is left to save then, and the service must still stop
+            with contextlib.suppress(NatsError, TimeoutError, OSError):
                 await self._nc.drain()
             if not self._nc.is_closed:
-                await self._nc.close()
+                with contextlib.suppress(NatsError, TimeoutError, OSError):
+                    await self._nc.close()
         for task in self._background:
             task.cancel()
         self.dispatcher.close()
@@ -241,19 +270,29 @@ class Worker:
             self.health.subscribe_denied = True
             log.error("callout.subscribe_denied", detail=text[:200])
             return
+        self._error_count += 1
+        if _login_refused(exc):
+            wait = self._client.options.get("reconnect_time_wait", _RETRY_WAIT)
+            wait = min(max(wait, _RETRY_WAIT) * 2, _RETRY_WAIT_REFUSED_MAX)
+            self._set_retry_wait(wait)
+            if self._throttle.allow("callout.nats_login_refused"):
+                log.error(
+                    "callout.nats_login_refused",
+                    detail=text[:200],
+                    retry_in=wait,
+                    errors_so_far=self._error_count,
+                )
+            return
         event = (
             "callout.nats_connect_failed" if self._nc is None else "callout.nats_error"
         )
-        # nats-py retries every 0.5 s while a server is down: one line per
+        # nats-py retries every 0.1 s while a server is down: one line per
         # kind of error every few seconds is enough to see what is going on
-        key, now = (event, type(exc).__name__), time.monotonic()
-        self._error_count += 1
-        if key == self._last_error and now - self._last_error_at < _ERROR_LOG_EVERY:
-            return
-        self._last_error, self._last_error_at = key, now
-        log.warning(
-            event, error=key[1], detail=text[:200], errors_so_far=self._error_count
-        )
+        key = (event, type(exc).__name__)
+        if self._throttle.allow(key):
+            log.warning(
+                event, error=key[1], detail=text[:200], errors_so_far=self._error_count
+            )
 
     async def _on_disconnected(self) -> None:
         self.health.connected = self.health.subscribed = False
@@ -263,6 +302,7 @@ class Worker:
 
     async def _on_reconnected(self) -> None:
         # nats-py replays our SUB and flushes before calling this
+        self._set_retry_wait(_RETRY_WAIT)
         self.health.connected = True
         self.health.subscribed = not self.health.subscribe_denied
         log.info("callout.nats_reconnected")

@@ -198,10 +198,15 @@ def decode_seed(text: str | bytes, *expected: Prefix) -> tuple[Prefix, bytes]:
         raise KeyFormatError("unknown seed kind") from None
     if prefix not in _PUBLIC_PREFIXES or (expected and prefix not in expected):
         wanted = ", ".join(p.name.lower() for p in expected) or "key"
+        got = prefix.name.lower()
         raise KeyFormatError(
-            f"expected a {wanted} seed, got a {prefix.name.lower()} seed"
+            f"expected {_article(wanted)} {wanted} seed, got {_article(got)} {got} seed"
         )
     return prefix, body[2:]
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeio" else "a"  # "a user": said "you"
 
 
 def _loads_seed(

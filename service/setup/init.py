@@ -29,11 +29,11 @@ from service.protocol.claims import (
     UserClaims,
     UserNKey,
 )
+from service.protocol.creds import format_creds
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.response import encode_user_jwt
 from service.protocol.xkeys import CurveKeyPair
 from service.setup.accounts import encode_account_jwt, encode_operator_jwt
-from service.setup.creds import format_creds
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -3,9 +3,10 @@ TLS client certificates, end to end: a test CA, nats-server 2.15.1 with
 `tls { verify: true }` on the client port (so the callout request carries
 `client_tls.verified_chains`), and the service subprocess.
 
-The service itself logs in over the plain loopback WebSocket listener: it
-has no TLS client settings, and `verify: true` asks every client-port
-connection for a certificate.
+The service itself logs in over the plain loopback WebSocket listener (a
+separate listener: `verify: true` asks every client-port connection for a
+certificate); test_service_tls.py covers the other way, a client
+certificate of its own (CALLOUT_NATS_TLS_*).
 """
 
 from __future__ import annotations

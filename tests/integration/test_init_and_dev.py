@@ -256,3 +256,53 @@ async def test_dev_operator_mode_with_xkey_in_a_given_directory(
     for path in directory.iterdir():
         for seed in SEED.findall(path.read_text()):
             assert seed not in out
+
+
+async def test_dev_stops_everything_on_sighup(tmp_path: Path) -> None:
+    """The terminal closes (SIGHUP): children stopped, secrets removed, exit 0."""
+    proc, port, ws_port = await asyncio.to_thread(dev, tmp_path)
+    server_pid = int(printed(proc, r"nats-server \(pid (\d+)\)"))
+    files = printed(proc, r"files in (\S+)")
+    assert proc.proc is not None
+
+    proc.proc.send_signal(signal.SIGHUP)
+    code = await asyncio.to_thread(proc.proc.wait, 30)
+    proc.stop()
+
+    assert code == 0, "\n".join(proc.tail)
+    assert proc.tail[-1] == "stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)
+    assert refused(port)
+    assert refused(ws_port)
+    assert not Path(files).exists()
+
+
+async def test_dev_stops_everything_when_its_parent_dies(tmp_path: Path) -> None:
+    """`make dev` killed outright: dev notices its parent is gone and cleans up."""
+    port, ws_port = free_ports()
+    argv = [sys.executable, "-m", "service", "dev", "--cost", "4"]
+    argv += ["--port", str(port), "--ws-port", str(ws_port)]
+    # a stand-in for make: starts dev (whose output is ours) and waits
+    parent = [
+        sys.executable,
+        "-c",
+        "import subprocess, sys; subprocess.run(sys.argv[1:], check=False)",
+        *argv,
+    ]
+    proc = child("parent", parent, "Ready.", tmp_path)
+    server_pid = int(printed(proc, r"nats-server \(pid (\d+)\)"))
+    files = printed(proc, r"files in (\S+)")
+    assert proc.proc is not None
+
+    proc.proc.kill()
+    # dev holds the output pipe too: EOF means dev has finished
+    finished = await asyncio.to_thread(proc.exited.wait, 30)
+    proc.stop()
+
+    assert finished, "\n".join(proc.tail)
+    assert proc.tail[-1] == "stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)
+    assert refused(port)
+    assert not Path(files).exists()

@@ -24,10 +24,10 @@ import pytest
 from nats.aio.client import Client
 
 from service.protocol.claims import AuthRequest, Permission, UserClaims
+from service.protocol.creds import format_creds
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.xkeys import CurveKeyPair
 from service.setup import init
-from service.setup.creds import format_creds
 from tests.integration.protocol import (  # noqa: F401 - the fixture matrix
     encryption_fixture,
     publish_and_receive,

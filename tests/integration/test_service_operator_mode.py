@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from service.protocol.creds import format_creds
 from service.protocol.nkeys import KeyPair, Prefix
 from service.protocol.xkeys import CurveKeyPair
-from service.setup.creds import format_creds
 from tests.builders import hash_secret
 from tests.integration.clients import connect, connect_fails, round_trip, user_info
 from tests.integration.test_protocol_operator_mode import build_setup

@@ -85,7 +85,7 @@ def test_wrong_kind_of_seed_is_named_without_the_seed() -> None:
     with pytest.raises(ConfigError) as info:
         load_keys(Settings(issuer_seed=seed))
 
-    assert "expected a account seed, got a user seed" in str(info.value)
+    assert "expected an account seed, got a user seed" in str(info.value)
     assert seed not in str(info.value)
 
 

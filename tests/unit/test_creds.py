@@ -7,8 +7,8 @@ import pytest
 from service.errors import (
     KeyFormatError,
 )
+from service.protocol.creds import format_creds, parse_creds
 from service.protocol.nkeys import KeyPair, Prefix
-from service.setup.creds import format_creds, parse_creds
 from tests.vectors import (
     ISSUER_SEED,
     USER_JWT_VECTOR,

@@ -14,7 +14,7 @@ SERVICE = Path(__file__).parents[2] / "service"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("service", "service.errors"),
     ("service.protocol",),
-    ("service.config", "service.log", "service.policy"),
+    ("service.config", "service.keyfiles", "service.log", "service.policy"),
     ("service.handler", "service.signers", "service.ops", "service.review"),
     ("service.dispatch",),
     ("service.process", "service.setup"),

@@ -75,7 +75,7 @@ def test_operator_mode_uses_the_account_key_or_a_signing_key(
         ),
         (
             "  APP: {public_key: " + APP.public_key + ", signing_key_file: user.nk}",
-            "expected a account seed",
+            "expected an account seed",
         ),
     ],
 )

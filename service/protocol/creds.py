@@ -1,5 +1,6 @@
 """
-Creds files: a user JWT and its user seed in nsc's layout.
+Creds files: a user JWT and its user seed in nsc's layout (written by `init`,
+read by the startup check of the service's own login).
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ import re
 
 from service.errors import KeyFormatError
 from service.protocol.nkeys import KeyPair, Prefix
+
+# A user JWT and its user seed (nsc's layout); codec re-exports both functions.
 
 _CREDS = """-----BEGIN NATS USER JWT-----
 {jwt}

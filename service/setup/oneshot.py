@@ -1,0 +1,145 @@
+"""
+Helpers of the one-shot commands (`check`, `explain`, `hash`, `keys`) and
+the startup warnings `run` and `check` share, kept out of cli.py so that
+the command table stays readable.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from service.config import cleartext_urls
+from service.protocol.claims import (
+    AuthRequest,
+    ClientInfo,
+    ClientTLS,
+    ConnectOpts,
+    ServerId,
+    ServerInfo,
+    UserNKey,
+)
+
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+    from typing import TextIO
+
+    from service.config import Settings
+    from service.policy import Policy
+
+
+def policy_warnings(policy: Policy, mode: str | None = None) -> list[str]:
+    """Placements that work but put users where they should not be."""
+    out = [
+        f"policy can place users in {account!r}, a system account name"
+        for account in policy.accounts
+        if account.upper() in {"SYS", "$SYS"}
+    ]
+    if mode in {None, "config"} and "$G" in policy.accounts:
+        out.append("policy places users in $G, where the callout service itself runs")
+    return out
+
+
+def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
+    """Setups that work but silently weaken security."""
+    out = []
+    names = {u.name for u in policy.users}
+    if settings.nats_user and settings.nats_user in names:
+        out.append(
+            f"policy user {settings.nats_user!r} is also the service's login; the "
+            "server lists it in auth_users, so it bypasses the callout"
+        )
+    out.extend(policy_warnings(policy, settings.mode))
+    if settings.nats_user is not None:
+        # nkey and creds logins sign a nonce; only a password is sent as is
+        out.extend(
+            f"{url} is not loopback and not TLS: the service's password travels "
+            "in clear"
+            for url in cleartext_urls(settings)
+        )
+    if settings.xkey_seed is None and settings.xkey_seed_file is None:
+        out.append(
+            "no CALLOUT_XKEY_SEED: requests (with client passwords) are not encrypted"
+        )
+    return out
+
+
+def write_seed_file(path: Path, seed: str) -> None:
+    """
+    Write a seed as a seed file: one line, mode 0600, never over a file.
+
+    Raises:
+        OSError: The file exists (FileExistsError) or cannot be written.
+    """
+    # O_EXCL: an existing key is never replaced; 0600 from the first byte
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(seed + "\n")
+
+
+class SecretInputError(ValueError):
+    """Input that is not one secret (its text names no part of the secret)."""
+
+
+def read_secret(stream: TextIO, *, prompt: str, confirm: bool) -> str:
+    """
+    One secret from a terminal prompt, or the only line of a pipe.
+
+    Raises:
+        SecretInputError: The two prompts differ, or the pipe holds more
+            than one line (a secret with a line break, or several secrets:
+            hashing only the first would be silently wrong).
+    """
+    if stream.isatty():
+        secret = getpass.getpass(prompt)
+        if confirm and getpass.getpass("again: ") != secret:
+            raise SecretInputError("the two entries differ")
+        return secret
+    text = stream.read()
+    text = text.removesuffix("\n")
+    text = text.removesuffix("\r")
+    if "\n" in text or "\r" in text:
+        raise SecretInputError(
+            "stdin holds more than one line: give one secret, without line breaks"
+        )
+    return text
+
+
+def warn(text: str) -> None:
+    """A warning line on stderr for a person at the command line."""
+    print(f"warning: {text}", file=sys.stderr)  # noqa: T201
+
+
+def explain_request(args: argparse.Namespace) -> AuthRequest:
+    """
+    The request the server would send for a client with these options.
+
+    Raises:
+        OSError: `--cert` names a file that cannot be read.
+    """
+    kind = "Leafnode" if args.type == "leafnode" else "Client"
+    tls = None
+    if args.cert is not None:
+        # As nats-server sends it after `verify`: the leaf as its chain.
+        tls = ClientTLS(verified_chains=((args.cert.read_text(encoding="ascii"),),))
+    return AuthRequest(
+        client_tls=tls,
+        server=ServerInfo(id=ServerId("NEXPLAIN")),
+        user_nkey=UserNKey("UEXPLAIN"),
+        client_info=ClientInfo(
+            host=args.host,
+            kind=kind,
+            type="" if kind == "Leafnode" else args.type,
+            nonce="explain" if args.nkey else "",
+        ),
+        connect_opts=ConnectOpts(
+            user=args.user,
+            password=args.password,
+            auth_token=args.token,
+            nkey=args.nkey,
+            sig="explain" if args.nkey else "",
+        ),
+    )
