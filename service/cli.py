@@ -215,6 +215,7 @@ def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
             "in clear"
             for url in cleartext_urls(settings)
         )
+    out.extend(policy.warnings)
     if settings.xkey_seed is None and settings.xkey_seed_file is None:
         out.append(
             "no CALLOUT_XKEY_SEED: requests (with client passwords) are not encrypted"
@@ -270,6 +271,8 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if policy is None:
         return EXIT_FAIL
+    for warning in policy.warnings:
+        print(f"warning: {warning}", file=sys.stderr)  # noqa: T201
     print(  # noqa: T201
         f"{args.policy}: ok ({len(policy.users)} users, {len(policy.roles)} roles, "
         f"{len(policy.accounts)} accounts, {policy.version_hash})"
