@@ -279,12 +279,11 @@ def config_mode_body(
         else (f"{{ user: {_q(auth_user)}, password: {_q(auth_password)} }}")
     )
     lines = ["accounts {", f"  AUTH {{ users: [ {login} ] }}"]
-    js = " jetstream: enabled" if jetstream_dir is not None else ""
+    js = "jetstream: enabled" if jetstream_dir is not None else ""
     for i, name in enumerate(accounts):
         users = extra_users.strip() if i == 0 else ""
-        lines.append(
-            f"  {name} {{ users: [ {users} ]{js} }}" if users else f"  {name} {{{js} }}"
-        )
+        inside = " ".join(p for p in (f"users: [ {users} ]" if users else "", js) if p)
+        lines.append(f"  {name} {{ {inside} }}" if inside else f"  {name} {{}}")
     callout = [
         f"    issuer: {_q(issuer)}",
         "    account: AUTH",
