@@ -263,12 +263,15 @@ def config_mode_body(
     timeout: float = 2,
     accounts: tuple[str, ...] = ("APP",),
     extra_users: str = "",
+    jetstream_dir: Path | None = None,
 ) -> str:
     """Config-mode auth callout: AUTH holds only the service login, SYS is system.
 
     ``auth_nkey`` makes the service login an nkey user instead of user/password.
     ``extra_users`` is spliced verbatim into the ``users: [...]`` list of the
     first entry of ``accounts`` (static users; they still go through the callout).
+    ``jetstream_dir`` turns JetStream on, stored there, in every entry of
+    ``accounts``.
     """
     login = (
         f"{{ nkey: {_q(auth_nkey)} }}"
@@ -276,11 +279,11 @@ def config_mode_body(
         else (f"{{ user: {_q(auth_user)}, password: {_q(auth_password)} }}")
     )
     lines = ["accounts {", f"  AUTH {{ users: [ {login} ] }}"]
+    js = "jetstream: enabled" if jetstream_dir is not None else ""
     for i, name in enumerate(accounts):
         users = extra_users.strip() if i == 0 else ""
-        lines.append(
-            f"  {name} {{ users: [ {users} ] }}" if users else f"  {name} {{}}"
-        )
+        inside = " ".join(p for p in (f"users: [ {users} ]" if users else "", js) if p)
+        lines.append(f"  {name} {{ {inside} }}" if inside else f"  {name} {{}}")
     callout = [
         f"    issuer: {_q(issuer)}",
         "    account: AUTH",
@@ -299,6 +302,8 @@ def config_mode_body(
         "  }",
         "}",
     ]
+    if jetstream_dir is not None:
+        lines.append(f"jetstream {{ store_dir: {_q(str(jetstream_dir))} }}")
     return "\n".join(lines) + "\n"
 
 

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from service.errors import KeyFormatError
+from service.policy.macros import Macros, combine, expand
 from service.policy.subjects import (
     AccountName,
     PubSubject,
@@ -310,8 +311,8 @@ class Responses(BaseModel):
     expires: Duration | None = None
 
 
-class Role(BaseModel):
-    """A named bundle of permissions."""
+class Role(Macros):
+    """A named bundle of permissions (macros included)."""
 
     model_config = CONFIG
     publish: PublishRules = PublishRules()
@@ -319,9 +320,9 @@ class Role(BaseModel):
     responses: Responses | None = None
 
 
-class Grantee(BaseModel):
+class Grantee(Macros):
     """
-    What users and anonymous clients share.
+    What users and anonymous clients share (macros included).
 
     Permissions are the union of the roles' lists (in `roles` order) and the
     own lists. `responses` is the own one, else the first role's that has one.
@@ -356,14 +357,27 @@ def merge_rules(sources: Sequence[Role | Grantee]) -> Rules:
     """
     *roles, own = sources
     responses = own.responses or next((r.responses for r in roles if r.responses), None)
+    # The macros' subjects follow the written ones (policy/macros.py).
+    macros = combine(expand(source) for source in sources)
     return make_rules(
-        pub_allow=(s for source in sources for s in source.publish.allow),
+        pub_allow=(
+            *(s for source in sources for s in source.publish.allow),
+            *macros.subjects("pub"),
+        ),
         pub_deny=(s for source in sources for s in source.publish.deny),
-        sub_allow=(s for source in sources for s in source.subscribe.allow),
-        sub_deny=(s for source in sources for s in source.subscribe.deny),
+        sub_allow=(
+            *(s for source in sources for s in source.subscribe.allow),
+            *macros.subjects("sub"),
+        ),
+        sub_deny=(
+            *(s for source in sources for s in source.subscribe.deny),
+            *macros.subjects("sub_deny"),
+        ),
         resp=None
         if responses is None
         else ResponsePermission(
             max=responses.max, ttl_seconds=float(responses.expires or 0)
         ),
+        macros=macros.entries,
+        notes=macros.notes,
     )

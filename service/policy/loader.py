@@ -10,6 +10,7 @@ files read) so `evaluate()` only looks things up.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import warnings
@@ -25,6 +26,7 @@ from ruamel.yaml.error import YAMLError
 from service.errors import PolicyError, Problem, ProviderProblem
 from service.policy.certs import CertificateIndex
 from service.policy.fields import DEFAULT_CALLOUT, CalloutAccount, merge_rules
+from service.policy.macros import trusts
 from service.policy.model import (
     Account,
     Grantee,
@@ -43,7 +45,9 @@ from service.policy.yamlerrors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
+
+    from service.policy.macros import Macros
 
 __all__ = [
     "CalloutAccount",
@@ -71,6 +75,9 @@ class Policy:
             "" when there are no password users.
         providers: The identity providers, in file order.
         certificates: The certificate entries; None when there are none.
+        warnings: `file:line: where: warning` for what loads but hands out
+            more than it seems (the account-trust macro levels); `check`
+            prints them and `run` logs them.
     """
 
     document: PolicyDocument
@@ -84,6 +91,7 @@ class Policy:
     timing_hash: str
     providers: tuple[Provider, ...] = ()
     certificates: CertificateIndex | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def accounts(self) -> Mapping[str, Account]:
@@ -200,9 +208,28 @@ def _parse(
         )
         raise PolicyError([problem]) from None
     version_hash = f"sha256:{digest}"
-    return _compile(
+    policy = _compile(
         document, source=source, version_hash=version_hash, providers=providers
     )
+    warned = [
+        f"{source}:{position_of(root, loc)[0]}: {where(loc)}: {text}"
+        for loc, text in _trusts(document)
+    ]
+    return dataclasses.replace(policy, warnings=tuple(warned))
+
+
+def _trusts(document: PolicyDocument) -> Iterator[tuple[tuple[int | str, ...], str]]:
+    """Each account-trust macro level in the document, with its location."""
+    entries: list[tuple[tuple[int | str, ...], Macros]] = [
+        (("roles", name), role) for name, role in document.roles.items()
+    ]
+    entries += [(("users", n), user) for n, user in enumerate(document.users)]
+    entries += [(("certificates", n), c) for n, c in enumerate(document.certificates)]
+    if document.anonymous is not None:
+        entries.append((("anonymous",), document.anonymous))
+    for base, entry in entries:
+        for loc, text in trusts(entry):
+            yield (*base, *loc), text
 
 
 def _compile(

@@ -173,17 +173,24 @@ class Grant:
     Attributes:
         implied_sub_deny: The entries of `sub.deny` the service added itself
             to close `*` allows (`deeper_denies`), for `explain` to show.
+        macros: (list, subject, macro) for each subject a macro produced
+            (policy/macros.py), rendered; `notes` what they cannot scope.
     """
 
     pub: Permission
     sub: Permission
     resp: ResponsePermission | None
     implied_sub_deny: tuple[str, ...] = ()
+    macros: tuple[tuple[str, str, str], ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """One principal's merged lists, templates still in place."""
+    """One principal's merged lists, templates still in place.
+
+    `macros` and `notes`: as in `Grant`, templates still in place.
+    """
 
     pub_allow: tuple[str, ...]
     pub_deny: tuple[str, ...]
@@ -193,6 +200,8 @@ class Rules:
     uses_user: bool
     uses_account: bool
     claim_paths: tuple[str, ...] = ()
+    macros: tuple[tuple[str, str, str], ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
@@ -206,11 +215,14 @@ def make_rules(
     sub_allow: Iterable[str],
     sub_deny: Iterable[str],
     resp: ResponsePermission | None,
+    macros: Iterable[tuple[str, str, str]] = (),
+    notes: Iterable[str] = (),
 ) -> Rules:
     """
     Merge lists (roles first, then the user's own) into prepared rules.
 
     Entries are normalized and deduplicated, keeping their first position.
+    `macros` only say where some entries came from: they are in the lists.
     """
     pa, pd, sa, sd = (
         _dedupe(normalize(s) for s in items)
@@ -226,6 +238,8 @@ def make_rules(
         uses_user="{{user}}" in joined,
         uses_account="{{account}}" in joined,
         claim_paths=_dedupe(_CLAIM_USE.findall(joined)),
+        macros=tuple((k, normalize(s), normalize(m)) for k, s, m in macros),
+        notes=tuple(normalize(n) for n in notes),
     )
 
 
@@ -258,13 +272,12 @@ def render(
         values[f"claim.{path}"] = value
     templated = rules.uses_user or rules.uses_account or bool(rules.claim_paths)
 
-    def fill(items: tuple[str, ...]) -> tuple[str, ...]:
-        if not templated:
-            return items
+    def one(text: str) -> str:
         # One pass: a substituted value is never itself read as a template.
-        return _dedupe(
-            _TEMPLATE.sub(lambda m: values.get(m[1], m[0]), s) for s in items
-        )
+        return _TEMPLATE.sub(lambda m: values.get(m[1], m[0]), text)
+
+    def fill(items: tuple[str, ...]) -> tuple[str, ...]:
+        return _dedupe(one(s) for s in items) if templated else items
 
     pub_deny, sub_deny = fill(rules.pub_deny), fill(rules.sub_deny)
     # Deny wins, as in NATS: an entry in both lists stays only in deny.
@@ -285,6 +298,8 @@ def render(
         sub=Permission(allow=sub_allow, deny=(*sub_deny, *implied)),
         resp=rules.resp,
         implied_sub_deny=implied,
+        macros=tuple((k, one(s), one(m)) for k, s, m in rules.macros),
+        notes=fill(rules.notes),
     )
 
 

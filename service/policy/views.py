@@ -8,7 +8,11 @@ from service.policy.evaluate import Allow, Deny
 
 if TYPE_CHECKING:
     from service.policy.evaluate import Decision
+    from service.policy.subjects import Grant
     from service.protocol.claims import Permission
+
+# the grant's lists, by the names policy/macros.py gives them
+_LISTS = {"pub": "publish", "sub": "subscribe", "sub_deny": "subscribe_deny"}
 
 
 def _permission(
@@ -30,11 +34,40 @@ def describe(decision: Decision) -> dict[str, object]:
         `permissions` (`pub`, `sub`, `resp`; None for a denial),
         `connection_types` and `source_networks`; and `via` (the identity
         provider or certificate subject) when there is one, so that views of
-        password, token and nkey decisions keep their shape.
+        password, token and nkey decisions keep their shape; and `macros`
+        when permission macros granted something (`macros_view`).
     """
     view = _view(decision)
     if decision.via is not None:
         view["via"] = decision.via
+    if isinstance(decision, Allow) and decision.grant.macros:
+        view["macros"] = macros_view(decision.grant)
+    return view
+
+
+def macros_view(grant: Grant) -> dict[str, object]:
+    """
+    Which macro produced each subject of the grant, and what they cannot scope.
+
+    Returns:
+        `publish`, `subscribe`, `subscribe_deny`: subject -> the macros that
+        produced it, for the subjects in the issued lists (an explicit deny
+        may have removed some); `notes`: the client inbox prefix to set and
+        what NATS cannot scope.
+    """
+    present = {
+        "pub": set(grant.pub.allow),
+        "sub": set(grant.sub.allow),
+        "sub_deny": set(grant.sub.deny),
+    }
+    view: dict[str, object] = {}
+    for kind, name in _LISTS.items():
+        by_subject: dict[str, list[str]] = {}
+        for entry_kind, subject, source in grant.macros:
+            if entry_kind == kind and subject in present[kind]:
+                by_subject.setdefault(subject, []).append(source)
+        view[name] = by_subject
+    view["notes"] = list(grant.notes)
     return view
 
 

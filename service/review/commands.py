@@ -119,6 +119,7 @@ def check_json(path: Path, callout: CalloutAccount) -> int:
     """`check --format json`: one JSON object; the exit code as for text."""
     problems: list[dict[str, object]] = []
     summary: dict[str, object] | None = None
+    warnings: list[str] = []
     try:
         policy = load_policy(path, callout=callout)
     except PolicyError as exc:
@@ -130,6 +131,8 @@ def check_json(path: Path, callout: CalloutAccount) -> int:
             "accounts": len(policy.accounts),
             "version": policy.version_hash,
         }
+        warnings = list(policy.warnings)
     report = {"file": str(path), "ok": not problems, "problems": problems}
-    print(json.dumps(report | {"summary": summary}, indent=2))  # noqa: T201
+    report |= {"summary": summary, "warnings": warnings}
+    print(json.dumps(report, indent=2))  # noqa: T201
     return EXIT_FAIL if problems else EXIT_OK

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 
 def policy_warnings(policy: Policy, mode: str | None = None) -> list[str]:
-    """Placements that work but put users where they should not be."""
+    """Placements and grants that work but reach further than they seem to."""
     out = [
         f"policy can place users in {account!r}, a system account name"
         for account in policy.accounts
@@ -40,6 +40,7 @@ def policy_warnings(policy: Policy, mode: str | None = None) -> list[str]:
     ]
     if mode in {None, "config"} and "$G" in policy.accounts:
         out.append("policy places users in $G, where the callout service itself runs")
+    out.extend(policy.warnings)  # located ones from the load (account-trust macros)
     return out
 
 
