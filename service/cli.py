@@ -8,18 +8,17 @@ Exit codes: 0 success, 1 a policy problem (`check`) or a denial
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import ipaddress
 import json
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bcrypt
 import structlog
 
-from service import __version__, keyfiles
+from service import keyfiles
+from service.arguments import parser
 from service.config import (
     Keys,
     Settings,
@@ -49,150 +48,19 @@ from service.setup.oneshot import (
 )
 from service.signers import Loaded, callout_account, load
 
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+
 __all__ = ["explain_request", "main", "startup_warnings"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXPLAIN_JWKS_WAIT = 5.0  # seconds: a dry run has no auth deadline
-_TYPES = ("nats", "websocket", "mqtt", "leafnode")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nats-auth-callout", description="NATS auth callout from a YAML policy."
-    )
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {__version__}"
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser(
-        "run",
-        help="run the service (settings from CALLOUT_* env)",
-        epilog="Settings: CALLOUT_* variables; `nats-auth-callout settings` lists "
-        "them with their current values and sources.",
-    )
-    run.add_argument("--env-file", type=Path, help="read CALLOUT_* settings from FILE")
-    run.add_argument(
-        "--workers",
-        type=int,
-        choices=range(1, 257),
-        metavar="N",
-        help="N worker processes in the queue group (default: CALLOUT_WORKERS)",
-    )
-
-    settings = sub.add_parser(
-        "settings", help="list every CALLOUT_* setting: value and source"
-    )
-    settings.add_argument(
-        "--env-file", type=Path, help="as `run --env-file FILE` would read it"
-    )
-
-    check = sub.add_parser("check", help="validate a policy file")
-    check.add_argument("policy", type=Path)
-    check.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="json: one object with each problem's file, line, column and code",
-    )
-    check.add_argument(
-        "--strict", action="store_true", help="warnings fail the check (exit 1)"
-    )
-
-    explain = sub.add_parser("explain", help="dry run: the decision and permissions")
-    explain.add_argument("policy", type=Path)
-    for command in (check, explain):
-        # the settings name the callout account, which no policy may place in
-        command.add_argument(
-            "--env-file", type=Path, help="read CALLOUT_* settings from FILE"
-        )
-    explain.add_argument("--user", default="")
-    explain.add_argument(
-        "--password",
-        default="",
-        help="visible to other users of this machine (ps): prefer --password-stdin",
-    )
-    explain.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the password from a prompt, or one line of stdin",
-    )
-    explain.add_argument(
-        "--token", default="", help="a bearer token: a JWT for identity_providers"
-    )
-    explain.add_argument(
-        "--cert",
-        type=Path,
-        metavar="PEM_FILE",
-        help="client certificate, taken as verified by the server (mTLS)",
-    )
-    explain.add_argument(
-        "--nkey", default="", help="public user nkey (signature assumed)"
-    )
-    explain.add_argument(
-        "--host",
-        type=_ip,
-        default="127.0.0.1",
-        metavar="IP",
-        help="the client's address (default: %(default)s)",
-    )
-    explain.add_argument("--type", choices=_TYPES, default="nats")
-
-    commands.add_parsers(sub)
-
-    hash_ = sub.add_parser("hash", help="bcrypt a secret read from stdin or a prompt")
-    hash_.add_argument(
-        "--cost", type=int, default=12, choices=range(4, 32), metavar="4..31"
-    )
-
-    keys = sub.add_parser("keys", help="print a new seed and its public key")
-    keys.add_argument("kind", choices=("account", "user", "curve", "operator"))
-    keys.add_argument(
-        "--seed-file",
-        type=Path,
-        metavar="FILE",
-        help="write the seed to FILE (mode 0600, never over a file), print the "
-        "public key only",
-    )
-
-    init = sub.add_parser("init", help="write keys and configs that work together")
-    init.add_argument("dir", type=Path, help="a new or empty directory")
-    dev = sub.add_parser("dev", help="quick start: init + nats-server + service")
-    dev.add_argument("--dir", type=Path, help="a new directory (default: temporary)")
-    for command in (init, dev):
-        command.add_argument("--mode", choices=("config", "operator"), default="config")
-        # on by default: requests carry client passwords (--no-xkey: in clear)
-        command.add_argument(
-            "--xkey",
-            action=argparse.BooleanOptionalAction,
-            default=True,
-            help="encrypt requests to the service (default; --no-xkey: plain)",
-        )
-        command.add_argument("--port", type=_port, default=4222, help="client port")
-        command.add_argument("--ws-port", type=_port, default=8080, help="WebSocket")
-        command.add_argument(
-            "--cost", type=int, default=12, choices=range(4, 32), metavar="4..31"
-        )
-    return parser
-
-
-def _port(text: str) -> int:
-    port = int(text)
-    if not 1 <= port <= 65535:  # noqa: PLR2004 - the TCP port range
-        raise argparse.ArgumentTypeError(f"{port} is not a TCP port")
-    return port
-
-
-def _ip(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nats-auth-callout` console script."""
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     handlers = {
         "run": _run,
         "settings": _settings,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, NoReturn, Self
 
@@ -28,17 +28,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from service.errors import KeyFormatError
-from service.policy.macros import Macros, combine, expand
+from service.policy.macros import Macros
 from service.policy.subjects import (
     AccountName,
     PubSubject,
-    Rules,
     SubSubject,
-    make_rules,
     rule,
     uses_claims,
 )
-from service.protocol.claims import ResponsePermission
 from service.protocol.nkeys import Prefix, decode_public
 
 CONFIG = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
@@ -345,39 +342,3 @@ class Grantee(Macros):
         if uses_claims((*own, *self.subscribe.allow, *self.subscribe.deny)):
             fail("claim_template", "{{claim.…}} templates are only for roles")
         return self
-
-
-def merge_rules(sources: Sequence[Role | Grantee]) -> Rules:
-    """
-    Merge the roles' permission lists (in order) with the grantee's own.
-
-    Args:
-        sources: The roles, then the grantee itself, last. Its `responses`
-            win; else the first role's that has one.
-    """
-    *roles, own = sources
-    responses = own.responses or next((r.responses for r in roles if r.responses), None)
-    # The macros' subjects follow the written ones (policy/macros.py).
-    macros = combine(expand(source) for source in sources)
-    return make_rules(
-        pub_allow=(
-            *(s for source in sources for s in source.publish.allow),
-            *macros.subjects("pub"),
-        ),
-        pub_deny=(s for source in sources for s in source.publish.deny),
-        sub_allow=(
-            *(s for source in sources for s in source.subscribe.allow),
-            *macros.subjects("sub"),
-        ),
-        sub_deny=(
-            *(s for source in sources for s in source.subscribe.deny),
-            *macros.subjects("sub_deny"),
-        ),
-        resp=None
-        if responses is None
-        else ResponsePermission(
-            max=responses.max, ttl_seconds=float(responses.expires or 0)
-        ),
-        macros=macros.entries,
-        notes=macros.notes,
-    )

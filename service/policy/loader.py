@@ -25,8 +25,9 @@ from ruamel.yaml.error import YAMLError
 
 from service.errors import PolicyError, Problem, ProviderProblem
 from service.policy.certs import CertificateIndex
-from service.policy.fields import DEFAULT_CALLOUT, CalloutAccount, merge_rules
+from service.policy.fields import DEFAULT_CALLOUT, CalloutAccount
 from service.policy.macros import trusts
+from service.policy.merging import merge_rules
 from service.policy.model import (
     Account,
     Grantee,

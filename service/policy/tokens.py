@@ -46,7 +46,8 @@ from jwt.exceptions import (
     PyJWTError,
 )
 
-from service.policy.fields import Role, merge_rules
+from service.policy.fields import Role
+from service.policy.merging import merge_rules
 from service.policy.principal import Principal
 
 if TYPE_CHECKING:

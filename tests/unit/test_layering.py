@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service.handler", "service.signers", "service.ops", "service.review"),
     ("service.dispatch",),
     ("service.process", "service.setup"),
-    ("service.cli", "service.__main__"),
+    ("service.cli", "service.arguments", "service.__main__"),
 )
 
 
