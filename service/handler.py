@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from service.policy import Policy
+    from service.policy.evaluate import Guard
     from service.protocol.claims import AuthRequest
     from service.protocol.nkeys import KeyPair
     from service.protocol.xkeys import CurveKeyPair
@@ -41,6 +42,8 @@ class HandlerContext:
         signers: Per policy account, who signs its user JWTs.
         issuer_account: Operator mode: the callout account, set on responses
             when `issuer` is one of its signing keys.
+        guard: The login throttle (None: none).
+        holds: Whether the verification cache holds a login, without bcrypt.
     """
 
     issuer: KeyPair
@@ -49,6 +52,8 @@ class HandlerContext:
     check_secret: Callable[[str, str], bool]
     signers: Mapping[str, AccountSigner]
     issuer_account: str = ""
+    guard: Guard | None = None
+    holds: Callable[[str, str], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +155,14 @@ def handle(
             signed.verify()
     except RequestError as exc:
         return _abort(exc)
-    decision = evaluate(ctx.policy, request, int(now), check_secret=ctx.check_secret)
+    decision = evaluate(
+        ctx.policy,
+        request,
+        int(now),
+        check_secret=ctx.check_secret,
+        guard=ctx.guard,
+        holds=ctx.holds,
+    )
     if verify_late:
         try:
             signed.verify()

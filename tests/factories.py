@@ -138,12 +138,13 @@ def decoded_request(
     *,
     client_type: str = "nats",
     client_tls: ClientTLS | None = None,
+    client_host: str = "127.0.0.1",
 ) -> AuthRequest:
     """An AuthRequest as decode_request returns it, with these CONNECT options."""
     return AuthRequest(
         server=ServerInfo(id=ServerId("NSERVER")),
         user_nkey=UserNKey("UCONN"),
-        client_info=ClientInfo(host="127.0.0.1", kind="Client", type=client_type),
+        client_info=ClientInfo(host=client_host, kind="Client", type=client_type),
         connect_opts=ConnectOpts(**(connect_opts or {})),
         client_tls=client_tls,
     )

@@ -48,6 +48,7 @@ from service.dispatch.fastlane import (
 from service.dispatch.logincache import LoginCache
 from service.dispatch.recorder import DecisionRecorder
 from service.dispatch.selfcheck import FirstRequestChecks, Verdict
+from service.dispatch.throttle import LoginThrottle
 from service.handler import HandlerContext, Outcome, handle
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class Dispatcher:
             key=None if peers is None else peers.key,
             on_success=None if peers is None else peers.tell,
         )
+        self.throttle = LoginThrottle(policy.document.throttle, metrics=metrics)
         self._ctx = HandlerContext(
             issuer=keys.issuer,
             xkey=keys.xkey,
@@ -105,6 +107,8 @@ class Dispatcher:
             check_secret=self.login_cache,
             signers=signers,
             issuer_account=settings.issuer_account or "",
+            guard=self.throttle,
+            holds=self.login_cache.holds,
         )
         self._max_inflight = settings.max_inflight
         self.cold: ColdLane[Outcome] = ColdLane(settings.threads)
@@ -128,6 +132,7 @@ class Dispatcher:
             ready=lambda: float(health.not_ready() is None),
         )
         metrics.track_cache(self.login_cache)
+        metrics.track_backoffs(self.throttle.active)
 
     @property
     def context(self) -> HandlerContext:
@@ -143,6 +148,7 @@ class Dispatcher:
         self._ctx = dataclasses.replace(
             self._ctx, policy=loaded.policy, signers=loaded.signers
         )
+        self.throttle.configure(loaded.policy.document.throttle)
         # hygiene more than correctness: cached successes are keyed by the hash
         self.login_cache.clear()
         self._metrics.set_policy(loaded.policy.version_hash)
@@ -285,6 +291,7 @@ class Dispatcher:
             else:
                 await req.respond(reply)
         self._record.outcome(outcome, req.started, req.ctx.policy.version_hash)
+        self.throttle.observe(outcome)
         if self._checks.first_seen(outcome, req.data, req.headers) is not None:
             # after the reply and outside the request: a check never delays
             # or counts as a request, and never queues behind bcrypt

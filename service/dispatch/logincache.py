@@ -86,6 +86,13 @@ class LoginCache:
             self._on_success(digest)
         return True
 
+    def holds(self, hashed: str, secret: str) -> bool:
+        """Whether this login was verified before (an HMAC lookup, no bcrypt)."""
+        digest = self._digest(hashed, secret)
+        with self._lock:
+            expires = self._entries.get(digest)
+        return expires is not None and expires > self._clock()
+
     def learn(self, digest: bytes) -> None:
         """Remember a success checked elsewhere (a sibling worker), by digest."""
         if len(digest) != DIGEST_SIZE:

@@ -10,6 +10,7 @@ that does not look like a code is counted as `other`.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,6 +33,7 @@ __all__ = ["CONTENT_TYPE", "DECISIONS", "Metrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 DECISIONS = ("allow", "deny", "abort")
+THROTTLE_SCOPES = ("principal", "address")
 
 
 class CacheCounts(Protocol):
@@ -121,6 +123,20 @@ class Metrics:
             "1 while connected to nats-server, else 0.",
             registry=r,
         )
+        self.throttled = Counter(
+            "callout_throttled",
+            "Logins refused without a secret check by the login throttle, by "
+            "scope: principal (in back-off at its address) or address (its "
+            "bcrypt budget spent).",
+            ["scope"],
+            registry=r,
+        )
+        self.backoffs = Gauge(
+            "callout_backoffs",
+            "Login back-offs in force now, by scope (principal or address).",
+            ["scope"],
+            registry=r,
+        )
         self.ready = Gauge(
             "callout_ready",
             "1 while /readyz passes (able to authorize now), else 0.",
@@ -134,6 +150,8 @@ class Metrics:
             self.dropped.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)
+        for scope in THROTTLE_SCOPES:
+            self.throttled.labels(scope)
 
     def observe(self, decision: str, reason: str | None, seconds: float) -> None:
         """Count one handled request and its duration."""
@@ -161,6 +179,15 @@ class Metrics:
         self.nats_connected.set_function(connected)
         if ready is not None:
             self.ready.set_function(ready)
+
+    def throttle(self, scope: str) -> None:
+        """Count one login refused by the throttle."""
+        self.throttled.labels(scope).inc()
+
+    def track_backoffs(self, active: Callable[[str], int]) -> None:
+        """The back-offs in force, read from the throttle at scrape time."""
+        for scope in THROTTLE_SCOPES:
+            self.backoffs.labels(scope).set_function(functools.partial(active, scope))
 
     def track_cache(self, cache: CacheCounts) -> None:
         """The verification cache's size and bcrypt count, read at scrape time."""

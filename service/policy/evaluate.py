@@ -29,9 +29,9 @@ import binascii
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from service.policy import tokens
 from service.policy.certs import read_leaf
@@ -47,6 +47,41 @@ if TYPE_CHECKING:
 
 CheckSecret: TypeAlias = Callable[[str, str], bool]
 VerifyNKey: TypeAlias = Callable[[str, bytes, bytes], bool]
+
+
+class Guard(Protocol):
+    """
+    What the login throttle says before a secret check (dispatch/throttle.py).
+
+    Asked only for password and token logins, whose checks cost bcrypt.
+    """
+
+    def blocked(self, principal: str, host: str) -> bool:
+        """The principal is in back-off at this address: refuse, any secret."""
+        ...
+
+    def spends(self, host: str) -> bool:
+        """A login from this address that needs bcrypt may run it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Gate:
+    """The guard, the source address, and how to ask the cache without bcrypt."""
+
+    guard: Guard
+    host: str
+    holds: CheckSecret
+
+    def refuses(
+        self, principal: str | None, hashes: Iterable[str], secret: str
+    ) -> bool:
+        if principal is not None and self.guard.blocked(principal, self.host):
+            return True
+        if any(self.holds(hashed, secret) for hashed in hashes):
+            return False  # verified before: no bcrypt to spend
+        return not self.guard.spends(self.host)
+
 
 _RAW_URL_B64 = re.compile(r"[A-Za-z0-9_-]*")
 # client_info.type/kind -> jwt ConnectionType (docs/protocol.md §2.5).
@@ -104,6 +139,8 @@ def evaluate(
     *,
     check_secret: CheckSecret = bcrypt_check,
     verify_nkey: VerifyNKey = verify,
+    guard: Guard | None = None,
+    holds: CheckSecret | None = None,
 ) -> Decision:
     """
     Decide whether a client may connect, and with which permissions.
@@ -115,11 +152,17 @@ def evaluate(
         check_secret: `(bcrypt_hash, secret) -> bool`.
         verify_nkey: `(public_key, nonce, signature) -> bool`; replaced
             only by dry runs (`explain`), which have no client seed.
+        guard: The login throttle; None: no throttling (dry runs, tests).
+        holds: `(bcrypt_hash, secret) -> bool` without bcrypt: whether the
+            verification cache already holds this login (with `guard`).
 
     Returns:
         Allow with the grant, or Deny with a reason code.
     """
-    found = _identify(policy, request, now, check_secret, verify_nkey)
+    gate = None
+    if guard is not None:
+        gate = _Gate(guard, request.client_info.host, holds or (lambda _h, _s: False))
+    found = _identify(policy, request, now, check_secret, verify_nkey, gate=gate)
     if isinstance(found, Deny):
         return found
     return admit(found, request, now)
@@ -167,6 +210,8 @@ def _identify(
     now: int,
     check_secret: CheckSecret,
     verify_nkey: VerifyNKey,
+    *,
+    gate: _Gate | None = None,
 ) -> Principal | Deny:
     opts = request.connect_opts
     # nats-server's own precedence: nkey, then user/password, then token.
@@ -177,9 +222,9 @@ def _identify(
         provider = next((p for p in policy.providers if p.name == opts.user), None)
         if provider is not None and provider.as_password:
             return _by_jwt(policy, opts.password, now, only=provider)
-        return _by_password(policy, opts.user, opts.password, check_secret)
+        return _by_password(policy, opts.user, opts.password, check_secret, gate)
     if opts.auth_token:
-        return _by_token(policy, opts.auth_token, now, check_secret)
+        return _by_token(policy, opts.auth_token, now, check_secret, gate)
     found = None
     if policy.certificates is not None and (leaf := _verified_leaf(request.client_tls)):
         found = _by_certificate(policy, leaf)
@@ -187,13 +232,20 @@ def _identify(
 
 
 def _by_token(
-    policy: Policy, token: str, now: int, check_secret: CheckSecret
+    policy: Policy,
+    token: str,
+    now: int,
+    check_secret: CheckSecret,
+    gate: _Gate | None = None,
 ) -> Principal | Deny:
     if policy.providers and tokens.parse(token) is not None:
         return _by_jwt(policy, token, now)
     if too_long(token):
         # Decided here, not by the installed bcrypt (4.x truncates, 5.x raises).
         return Deny("secret_too_long")
+    hashes = [candidate.credential for candidate in policy.token_users]
+    if gate is not None and gate.refuses(None, hashes, token):
+        return Deny("throttled")
     for candidate in policy.token_users:
         if check_secret(candidate.credential, token):
             return candidate
@@ -270,14 +322,23 @@ def _decode_sig(sig: str) -> bytes | None:
 
 
 def _by_password(
-    policy: Policy, name: str, password: str, check_secret: CheckSecret
+    policy: Policy,
+    name: str,
+    password: str,
+    check_secret: CheckSecret,
+    gate: _Gate | None = None,
 ) -> Principal | Deny:
     user = policy.by_name.get(name)
+    known = user.name if user is not None and user.identity == "password" else None
     if too_long(password):
         # Before any bcrypt, known name or not (no timing difference between
         # them): bcrypt 4.x would match a truncation, 5.x would raise.
-        known = user.name if user is not None and user.identity == "password" else None
         return Deny("secret_too_long", user=known)
+    hashes = [user.credential] if user is not None and known else []
+    if gate is not None and password and gate.refuses(known, hashes, password):
+        # No secret check: a known name not in the cache is refused exactly
+        # like an unknown one (no decoy either), so timing tells nothing.
+        return Deny("throttled", user=known)
     if user is None or user.identity != "password" or not password:
         if password and policy.timing_hash:
             # Spend a bcrypt check anyway, so that the response time does not

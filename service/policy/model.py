@@ -38,6 +38,7 @@ from service.policy.fields import (
 )
 from service.policy.providers import IdentityProvider  # noqa: TC001 - as above
 from service.policy.subjects import Name  # noqa: TC001 - as above
+from service.policy.throttle import Throttle
 
 __all__ = [
     "BCRYPT_HINT",
@@ -119,6 +120,7 @@ class PolicyDocument(BaseModel):
     anonymous: Anonymous | None = None
     identity_providers: tuple[IdentityProvider, ...] = ()
     certificates: tuple[Certificate, ...] = ()
+    throttle: Throttle = Throttle()
 
     @model_validator(mode="after")
     def _references_checked(self, info: ValidationInfo) -> Self:

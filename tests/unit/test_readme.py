@@ -70,6 +70,7 @@ def test_policy_reference_matches_the_model() -> None:
         User,
     )
     from service.policy.providers import IdentityProvider  # noqa: PLC0415
+    from service.policy.throttle import Throttle  # noqa: PLC0415
 
     models: dict[str, type[BaseModel]] = {
         "Top level": PolicyDocument,
@@ -82,6 +83,7 @@ def test_policy_reference_matches_the_model() -> None:
         "`identity_providers[]`": IdentityProvider,
         "`certificates[]`": Certificate,
         "`certificates[].match`": CertificateMatch,
+        "`throttle`": Throttle,
     }
     tables = _policy_tables()
 
