@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from tests.service_process import ServiceProcess
 
 PASSWORD = "wildcard-pw-Rt4"
+ROUNDS = 5
 
 
 def _policy(hashed: str) -> str:
@@ -71,13 +73,22 @@ async def _received(
     try:
         await subscriber.subscribe(subscription, cb=on_msg)
         await subscriber.flush()
-        for subject in published:
-            await writer.publish(subject, b"x")
-        await writer.flush()
-        # one publisher, one subscriber: delivered in order, so anything
-        # deeper that got through arrived before the last message
-        async with asyncio.timeout(3):
-            await last
+        # nats-server 2.15.1 sometimes drops the first messages published
+        # right after a wildcard SUB that loads a deny filter (measured: ~4 %
+        # of fresh subscriptions, also with plain server-config users; later
+        # ones arrive): publish the round again until the last one arrives
+        for _ in range(ROUNDS):
+            for subject in published:
+                await writer.publish(subject, b"x")
+            await writer.flush()
+            # one publisher, one subscriber: delivered in order, so anything
+            # deeper that got through arrived before the last message
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    await asyncio.shield(last)
+            if last.done():
+                break
+        assert last.done(), f"{published[-1]} never arrived"
     finally:
         await subscriber.close()
         await writer.close()
@@ -100,7 +111,7 @@ async def test_a_gt_subscription_gets_only_the_granted_depth(
 
     got = await _received(server.client_url, "reader", subscription, published)
 
-    assert got == published[-1:]
+    assert set(got) == set(published[-1:])
 
 
 async def test_an_overlapping_allow_keeps_its_deeper_subjects(
@@ -111,4 +122,4 @@ async def test_an_overlapping_allow_keeps_its_deeper_subjects(
 
     got = await _received(server.client_url, "mixed", "two.x.>", ["two.x.y"])
 
-    assert got == ["two.x.y"]
+    assert set(got) == {"two.x.y"}
