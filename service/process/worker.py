@@ -35,6 +35,7 @@ from service.log import Throttle
 from service.ops.health import Health
 from service.ops.http import HttpApi
 from service.ops.metrics import Metrics
+from service.process.citizen import Citizen
 from service.process.reload import Reloader
 from service.protocol.claims import AUTH_SUBJECT
 
@@ -88,6 +89,7 @@ class Worker:
         self._keys = keys
         self.health = Health()
         self.metrics = metrics or Metrics()
+        self.citizen = Citizen(settings, self.metrics)  # $SRV answers, audit events
         self.dispatcher = Dispatcher(
             settings,
             keys,
@@ -96,6 +98,7 @@ class Worker:
             metrics=self.metrics,
             health=self.health,
             peers=peers,
+            audit=self.citizen.audit,
         )
         self._nc: Client | None = None
         self._sub: Subscription | None = None
@@ -180,6 +183,7 @@ class Worker:
         sub = self._sub = await nc.subscribe(
             AUTH_SUBJECT, queue=self.settings.queue_group, cb=self._on_msg
         )
+        await self.citizen.start(nc)
         try:
             # the PONG comes after the server processed our SUB (or its -ERR)
             await nc.flush()
@@ -195,6 +199,7 @@ class Worker:
             issuer=self._keys.issuer.public_key,
             xkey=xkey.public_key if xkey else None,
             policy_version=self.policy.version_hash,
+            instance=self.citizen.micro.id,
         )
         task = asyncio.create_task(self._check_connection(nc))
         self._background.add(task)
@@ -228,6 +233,7 @@ class Worker:
                 await self.dispatcher.wait()
         except TimeoutError:
             cut = self.dispatcher.cut_off()
+        await self.citizen.stop()
         if self._nc is not None:
             # with the server down, nats-py's drain and close still flush what
             # is pending to the dead socket and raise ConnectionResetError:
