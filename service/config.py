@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,7 @@ from service.protocol.nkeys import KeyPair, Prefix, is_public_key
 from service.protocol.xkeys import CurveKeyPair
 
 ENV_PREFIX = "CALLOUT_"
+_SUBJECT_TOKEN = re.compile(r"[^\s.*>]+")
 
 # Set by `run --workers N` for each worker process (not settings: a person
 # never sets them). Read and written only here, like every other variable.
@@ -77,11 +79,23 @@ class Settings(BaseSettings):
     # should speed up when they all come back at once (a server restart)
     cache_ttl: float = Field(default=86400.0, gt=0)
     shutdown_grace: float = Field(default=5.0, gt=0)
+    # audit events go to <audit_subject>.<decision>.<account>; empty = off
+    audit_subject: str = ""
+    audit_buffer: int = Field(default=10000, ge=1)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("audit_subject")
+    @classmethod
+    def _literal_subject(cls, value: str) -> str:
+        tokens = value.split(".")
+        if value and not all(_SUBJECT_TOKEN.fullmatch(t) for t in tokens):
+            msg = "a subject without wildcards or spaces, e.g. callout.audit"
+            raise ValueError(msg)
+        return value
 
     @property
     def servers(self) -> list[str]:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
     from service.config import Keys, Settings
+    from service.dispatch.audit import AuditBuffer
     from service.dispatch.cachepeers import Link
     from service.ops.health import Health
     from service.ops.metrics import Metrics
@@ -92,6 +93,7 @@ class Dispatcher:
         metrics: Metrics,
         health: Health,
         peers: Link | None = None,
+        audit: AuditBuffer | None = None,
     ) -> None:
         self.login_cache = LoginCache(
             check=check_or_defer,
@@ -119,7 +121,7 @@ class Dispatcher:
         self._inflight = 0  # accepted, not finished (fast ones only briefly)
         self._checking: set[asyncio.Task[None]] = set()
         self._metrics = metrics
-        self._record = DecisionRecorder(metrics)
+        self._record = DecisionRecorder(metrics, audit)
         self._health = health
         self._checks = FirstRequestChecks(
             mode=settings.mode, issuer_account=settings.issuer_account or ""

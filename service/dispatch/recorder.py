@@ -15,6 +15,7 @@ from service.handler import Outcome
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from service.dispatch.audit import AuditBuffer
     from service.dispatch.coldlane import Shed
     from service.handler import HandlerContext
     from service.ops.metrics import Metrics
@@ -33,8 +34,9 @@ _EXPIRED = frozenset({"deadline_passed", "deadline_unmeetable", "expired_request
 class DecisionRecorder:
     """Logs and counts how requests end."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, audit: AuditBuffer | None = None) -> None:
         self._metrics = metrics
+        self._audit = audit  # each line below also as an event, when configured
 
     def outcome(
         self, outcome: Outcome, started: float, version: str, **extra: object
@@ -52,6 +54,8 @@ class DecisionRecorder:
             log.warning(event, **fields)
         else:
             log.info(event, **fields)
+        if self._audit is not None:
+            self._audit.offer(event, fields)
 
     def shed(
         self,
@@ -87,6 +91,11 @@ class DecisionRecorder:
         """A request dropped on arrival: CALLOUT_MAX_INFLIGHT are in the service."""
         self._metrics.drop("overload")
         log.warning("callout.request_dropped", reason="overload", inflight=inflight)
+        if self._audit is not None:
+            self._audit.offer(
+                "callout.request_dropped",
+                {"decision": "dropped", "reason": "overload", "inflight": inflight},
+            )
 
     def internal_error(self) -> None:
         """Count and log the exception being handled (call from `except`)."""
@@ -94,3 +103,8 @@ class DecisionRecorder:
         log.exception(  # noqa: LOG004 - only ever called from an except block
             "callout.request_aborted", decision="abort", reason="internal_error"
         )
+        if self._audit is not None:
+            self._audit.offer(
+                "callout.request_aborted",
+                {"decision": "abort", "reason": "internal_error"},
+            )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
@@ -29,11 +30,30 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 
-__all__ = ["CONTENT_TYPE", "DECISIONS", "Metrics"]
+__all__ = ["CONTENT_TYPE", "DECISIONS", "Metrics", "Totals"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 DECISIONS = ("allow", "deny", "abort")
 THROTTLE_SCOPES = ("principal", "address")
+AUDIT_DROPS = ("overflow", "not_stored", "shutdown")
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """
+    The decision counters as /metrics shows them, for `$SRV.STATS`.
+
+    Attributes:
+        decisions: `callout_requests_total` summed over reasons, per decision.
+        seconds: `callout_request_duration_seconds_sum` over all decisions.
+        dropped: `callout_dropped_requests_total` per reason.
+        last_abort: The reason of the latest abort ("" before the first).
+    """
+
+    decisions: dict[str, int]
+    seconds: float
+    dropped: dict[str, int]
+    last_abort: str
 
 
 class CacheCounts(Protocol):
@@ -142,6 +162,19 @@ class Metrics:
             "1 while /readyz passes (able to authorize now), else 0.",
             registry=r,
         )
+        self.audit_published = Counter(
+            "callout_audit_stored",
+            "Audit events a JetStream stream acknowledged (CALLOUT_AUDIT_SUBJECT).",
+            registry=r,
+        )
+        self.audit_dropped = Counter(
+            "callout_audit_dropped",
+            "Audit events lost: overflow (the buffer was full), not_stored "
+            "(no stream acknowledged it), shutdown (still buffered at exit).",
+            ["reason"],
+            registry=r,
+        )
+        self.last_abort = ""
         # Present every series from the start, so dashboards and rate() see
         # zeros instead of gaps.
         for decision in DECISIONS:
@@ -152,11 +185,33 @@ class Metrics:
             self.reloads.labels(result)
         for scope in THROTTLE_SCOPES:
             self.throttled.labels(scope)
+        for reason in AUDIT_DROPS:
+            self.audit_dropped.labels(reason)
 
     def observe(self, decision: str, reason: str | None, seconds: float) -> None:
         """Count one handled request and its duration."""
         self.requests.labels(decision, label(reason)).inc()
         self.duration.labels(decision).observe(seconds)
+        if decision == "abort":
+            self.last_abort = label(reason)
+
+    def totals(self) -> Totals:
+        """The decision counters, read from the same collectors /metrics renders."""
+        decisions = dict.fromkeys(DECISIONS, 0)
+        dropped: dict[str, int] = {}
+        seconds = 0.0
+        for family in (*self.requests.collect(), *self.duration.collect()):
+            for sample in family.samples:
+                if sample.name == "callout_requests_total":
+                    key = sample.labels["decision"]
+                    decisions[key] = decisions.get(key, 0) + int(sample.value)
+                elif sample.name == "callout_request_duration_seconds_sum":
+                    seconds += sample.value
+        for family in self.dropped.collect():
+            for sample in family.samples:
+                if sample.name == "callout_dropped_requests_total":
+                    dropped[sample.labels["reason"]] = int(sample.value)
+        return Totals(decisions, seconds, dropped, self.last_abort)
 
     def drop(self, reason: str, count: int = 1) -> None:
         """Count requests that got no answer (`expired`, `overload`, `shutdown`)."""

@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from nats.aio.client import Client
-from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
 from service.dispatch.cachepeers import Link
 from service.dispatch.dispatcher import Dispatcher
 from service.dispatch.selfcheck import Verdict, connection_findings
 from service.errors import ConfigError
-from service.keyfiles import tls_context
 from service.log import Throttle
 from service.ops.health import Health
 from service.ops.http import HttpApi
 from service.ops.metrics import Metrics
+from service.process.citizen import Citizen
+from service.process.login import login_options, login_refused
 from service.process.reload import Reloader
 from service.protocol.claims import AUTH_SUBJECT
 
@@ -63,14 +63,6 @@ _RETRY_WAIT = 0.1
 _RETRY_WAIT_REFUSED_MAX = 10.0
 
 
-def _login_refused(exc: Exception) -> bool:
-    # nats-py raises a plain Error("nats: 'Authorization Violation'") from its
-    # connect handshake and AuthorizationError only once connected
-    return isinstance(exc, AuthorizationError) or (
-        "authorization violation" in str(exc).lower()
-    )
-
-
 class Worker:
     """Answers auth callout requests on one NATS connection."""
 
@@ -88,6 +80,7 @@ class Worker:
         self._keys = keys
         self.health = Health()
         self.metrics = metrics or Metrics()
+        self.citizen = Citizen(settings, self.metrics)  # $SRV answers, audit events
         self.dispatcher = Dispatcher(
             settings,
             keys,
@@ -96,6 +89,7 @@ class Worker:
             metrics=self.metrics,
             health=self.health,
             peers=peers,
+            audit=self.citizen.audit,
         )
         self._nc: Client | None = None
         self._sub: Subscription | None = None
@@ -130,20 +124,7 @@ class Worker:
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
         }
-        if s.nats_user is not None:
-            opts["user"] = s.nats_user
-            opts["password"] = (
-                s.nats_password.get_secret_value() if s.nats_password else ""
-            )
-        if s.nats_nkey_seed_file is not None:
-            opts["nkeys_seed"] = str(s.nats_nkey_seed_file)
-        if s.nats_creds is not None:
-            opts["user_credentials"] = str(s.nats_creds)
-        # checked at startup (config.login_problems): a bad file fails there
-        tls = tls_context(s.nats_tls_cert, s.nats_tls_key, s.nats_tls_ca)
-        if tls is not None:
-            opts["tls"] = tls
-        return opts
+        return opts | login_options(s)
 
     async def _connect(self, stop: asyncio.Event) -> Client | None:
         # With max_reconnect_attempts=-1 nats-py retries the first connect
@@ -180,6 +161,7 @@ class Worker:
         sub = self._sub = await nc.subscribe(
             AUTH_SUBJECT, queue=self.settings.queue_group, cb=self._on_msg
         )
+        await self.citizen.start(nc)
         try:
             # the PONG comes after the server processed our SUB (or its -ERR)
             await nc.flush()
@@ -195,6 +177,7 @@ class Worker:
             issuer=self._keys.issuer.public_key,
             xkey=xkey.public_key if xkey else None,
             policy_version=self.policy.version_hash,
+            instance=self.citizen.micro.id,
         )
         task = asyncio.create_task(self._check_connection(nc))
         self._background.add(task)
@@ -228,6 +211,7 @@ class Worker:
                 await self.dispatcher.wait()
         except TimeoutError:
             cut = self.dispatcher.cut_off()
+        await self.citizen.stop()
         if self._nc is not None:
             # with the server down, nats-py's drain and close still flush what
             # is pending to the dead socket and raise ConnectionResetError:
@@ -271,7 +255,7 @@ class Worker:
             log.error("callout.subscribe_denied", detail=text[:200])
             return
         self._error_count += 1
-        if _login_refused(exc):
+        if login_refused(exc):
             wait = self._client.options.get("reconnect_time_wait", _RETRY_WAIT)
             wait = min(max(wait, _RETRY_WAIT) * 2, _RETRY_WAIT_REFUSED_MAX)
             self._set_retry_wait(wait)
