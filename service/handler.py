@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from service.policy import Policy
-    from service.policy.evaluate import Guard
+    from service.policy.guard import Guard
     from service.protocol.claims import AuthRequest
     from service.protocol.nkeys import KeyPair
     from service.protocol.xkeys import CurveKeyPair

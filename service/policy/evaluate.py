@@ -29,12 +29,13 @@ import binascii
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from service.policy import tokens
 from service.policy.certs import read_leaf
+from service.policy.guard import Gate, Guard
 from service.policy.passwords import bcrypt_check, too_long
 from service.policy.subjects import Grant, render
 from service.protocol.nkeys import verify
@@ -47,40 +48,6 @@ if TYPE_CHECKING:
 
 CheckSecret: TypeAlias = Callable[[str, str], bool]
 VerifyNKey: TypeAlias = Callable[[str, bytes, bytes], bool]
-
-
-class Guard(Protocol):
-    """
-    What the login throttle says before a secret check (dispatch/throttle.py).
-
-    Asked only for password and token logins, whose checks cost bcrypt.
-    """
-
-    def blocked(self, principal: str, host: str) -> bool:
-        """The principal is in back-off at this address: refuse, any secret."""
-        ...
-
-    def spends(self, host: str) -> bool:
-        """A login from this address that needs bcrypt may run it."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Gate:
-    """The guard, the source address, and how to ask the cache without bcrypt."""
-
-    guard: Guard
-    host: str
-    holds: CheckSecret
-
-    def refuses(
-        self, principal: str | None, hashes: Iterable[str], secret: str
-    ) -> bool:
-        if principal is not None and self.guard.blocked(principal, self.host):
-            return True
-        if any(self.holds(hashed, secret) for hashed in hashes):
-            return False  # verified before: no bcrypt to spend
-        return not self.guard.spends(self.host)
 
 
 _RAW_URL_B64 = re.compile(r"[A-Za-z0-9_-]*")
@@ -161,7 +128,7 @@ def evaluate(
     """
     gate = None
     if guard is not None:
-        gate = _Gate(guard, request.client_info.host, holds or (lambda _h, _s: False))
+        gate = Gate(guard, request.client_info.host, holds or (lambda _h, _s: False))
     found = _identify(policy, request, now, check_secret, verify_nkey, gate=gate)
     if isinstance(found, Deny):
         return found
@@ -211,7 +178,7 @@ def _identify(
     check_secret: CheckSecret,
     verify_nkey: VerifyNKey,
     *,
-    gate: _Gate | None = None,
+    gate: Gate | None = None,
 ) -> Principal | Deny:
     opts = request.connect_opts
     # nats-server's own precedence: nkey, then user/password, then token.
@@ -236,7 +203,7 @@ def _by_token(
     token: str,
     now: int,
     check_secret: CheckSecret,
-    gate: _Gate | None = None,
+    gate: Gate | None = None,
 ) -> Principal | Deny:
     if policy.providers and tokens.parse(token) is not None:
         return _by_jwt(policy, token, now)
@@ -326,7 +293,7 @@ def _by_password(
     name: str,
     password: str,
     check_secret: CheckSecret,
-    gate: _Gate | None = None,
+    gate: Gate | None = None,
 ) -> Principal | Deny:
     user = policy.by_name.get(name)
     known = user.name if user is not None and user.identity == "password" else None
