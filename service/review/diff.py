@@ -79,10 +79,12 @@ def _compare(
         f for f in new if f[0] == "credential"
     }:
         lost.append("credential changed")
+    # from "any" to a list: the list's entries narrow, they add nothing
+    narrowed = {kind for kind, value in old - new if value == _ANY}
     for kind, value in sorted(new - old):
         if kind != "credential":
-            side = gained if _is_gain(kind, value, added=True) else lost
-            side.append(f"{kind} {value}")
+            gain = kind not in narrowed and _is_gain(kind, value, added=True)
+            (gained if gain else lost).append(f"{kind} {value}")
     for kind, value in sorted(old - new):
         if kind != "credential":
             side = gained if _is_gain(kind, value, added=False) else lost

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.cli import main
 from service.policy import load_policy
 from service.review.diff import diff_policies
+from tests import idp
 from tests.builders import hash_secret
 
 if TYPE_CHECKING:
@@ -130,3 +132,83 @@ def test_an_unloadable_policy_is_a_usage_error(
 
     assert code == 2
     assert "v2.yaml" in capsys.readouterr().err
+
+
+PROVIDER_POLICY = """\
+version: 1
+accounts: {APP: {}, BILLING: {}}
+defaults: {account: APP, expires: 1h}
+roles:
+  customer:
+    publish: {allow: ["users.{{user}}.>"]}
+    responses: {max: 1, expires: 1m}
+  admin:
+    publish: {allow: [">"]}
+anonymous: {roles: [customer], expires: 5m}
+identity_providers:
+  - name: keycloak
+    issuer: https://idp.example/realms/app
+    audiences: [nats]
+    algorithms: [ES256]
+    jwks_file: jwks.json
+    roles_claim: roles
+    role_map: {nats-customer: customer}
+    account_claim: tenant
+certificates:
+  - name: device-7
+    match: {cn: device-7}
+    roles: [customer]
+    connection_types: [STANDARD]
+"""
+
+
+def _provider_policies(tmp_path: Path, new_text: str) -> tuple[Path, Path]:
+    jwks = idp.jwks(idp.SigningKey.ec("k1"))
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks), encoding="utf-8")
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text(PROVIDER_POLICY, encoding="utf-8")
+    new.write_text(new_text, encoding="utf-8")
+    return old, new
+
+
+def test_providers_certificates_and_anonymous_are_principals_too(
+    tmp_path: Path,
+) -> None:
+    """A role-map gain, a certificate's new type and anonymous' reply limits show."""
+    changed = (
+        PROVIDER_POLICY.replace(
+            "role_map: {nats-customer: customer}",
+            "role_map: {nats-customer: customer, nats-admin: admin}",
+        )
+        .replace("connection_types: [STANDARD]", "connection_types: [STANDARD, MQTT]")
+        .replace("responses: {max: 1, expires: 1m}", "responses: {max: 2, expires: 1m}")
+    )
+    old, new = _provider_policies(tmp_path, changed)
+
+    changes = {
+        c.principal: c for c in diff_policies(load_policy(old), load_policy(new))
+    }
+
+    keycloak = changes["provider:keycloak"]
+    assert "role via claim nats-admin -> admin" in keycloak.gained
+    assert "publish allow > (role admin)" in keycloak.gained
+    assert changes["certificate:device-7"].gained == ("connection type MQTT",)
+    anonymous = changes["anonymous"]
+    assert "no responses max=1 ttl=60s" in anonymous.lost
+    assert "responses max=2 ttl=60s" in anonymous.lost  # a different limit
+    assert "account via claim BILLING" not in keycloak.gained  # unchanged
+
+
+def test_a_narrowed_network_is_a_loss(tmp_path: Path) -> None:
+    """Going from any source network to a list loses `any`."""
+    changed = PROVIDER_POLICY.replace(
+        "    connection_types: [STANDARD]\n",
+        "    connection_types: [STANDARD]\n    source_networks: [10.0.0.0/8]\n",
+    )
+    old, new = _provider_policies(tmp_path, changed)
+
+    (change,) = diff_policies(load_policy(old), load_policy(new))
+
+    assert change.principal == "certificate:device-7"
+    assert change.gained == ()
+    assert set(change.lost) == {"source network 10.0.0.0/8", "no source network any"}

@@ -278,3 +278,78 @@ def test_provider_claims_are_taken_as_verified(
 
     assert out.splitlines()[-1] == "3 passed, 0 failed", out
     assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("login", "message"),
+    [
+        ("{user: a, verified: true, password: x}", "verified: true takes a user"),
+        ("{password: x}", "a password needs a user"),
+        ("{cert: device.pem}", "cert is a PEM file: file:PATH"),
+        ("{provider: keycloak}", "provider and claims go together"),
+        ("{provider: k, claims: {}, user: a}", "a provider login gives claims"),
+    ],
+)
+def test_inconsistent_logins_are_refused_at_load(
+    tmp_path: Path, login: str, message: str
+) -> None:
+    """Each login that cannot be one client is a located problem."""
+    path = _cases(tmp_path, f"- login: {login}\n  expect: {{decision: deny}}\n")
+
+    with pytest.raises(PolicyError) as caught:
+        load_cases(path)
+
+    assert f"{path}:1: [0].login: value error, {message}" in caught.value.problems[0]
+
+
+def test_a_certificate_login_reads_its_pem_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """cert: file:PEM is taken as a verified client certificate."""
+    idp.CA(tmp_path).issue("device", cn="device-7")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\naccounts: {APP: {}}\ndefaults: {account: APP}\n"
+        "roles: {r: {subscribe: {allow: [devices.>]}}}\n"
+        "certificates:\n  - {name: device-7, match: {cn: device-7}, roles: [r]}\n",
+        encoding="utf-8",
+    )
+    cases = _cases(
+        tmp_path,
+        "- login: {cert: 'file:device.pem'}\n"
+        "  expect: {decision: allow, user: device-7, can_subscribe: [devices.x]}\n"
+        "- name: unreadable\n"
+        "  login: {cert: 'file:absent.pem'}\n"
+        "  expect: {decision: allow}\n",
+    )
+
+    code, out, _ = _run(capsys, policy, cases)
+
+    assert code == 1
+    assert out.splitlines()[-1] == "1 passed, 1 failed"
+    assert "cannot read: FileNotFoundError" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "secret file pw.txt is empty"), (None, "secret file pw.txt: cannot read")],
+)
+def test_an_unusable_secret_file_fails_its_case(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    content: str | None,
+    message: str,
+) -> None:
+    """An empty or missing file: the case fails and says why, naming no secret."""
+    if content is not None:
+        (tmp_path / "pw.txt").write_text(content)
+    cases = _cases(
+        tmp_path,
+        "- login: {user: john-doe, password: 'file:pw.txt'}\n"
+        "  expect: {decision: allow}\n",
+    )
+
+    code, out, _ = _run(capsys, EXAMPLE, cases)
+
+    assert code == 1
+    assert message in out
