@@ -50,6 +50,7 @@ $(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package-lock.json $(BROWS
 bench: $(STAMP)
 	$(BIN)/python benchmarks/micro.py
 	$(BIN)/python benchmarks/handler.py
+	$(BIN)/python benchmarks/refusals.py
 	$(BIN)/python benchmarks/storms.py $(STORMS)
 
 clean:
