@@ -94,9 +94,8 @@ def main() -> None:
                 reasons[kind].add(outcome.reason)
         print(f"{phase} ({args.rounds} rounds, interleaved):")
         for kind, samples in times.items():
-            print(
-                f"  {kind:<15} {_percentiles(samples)}  reasons {sorted(reasons[kind])}"
-            )
+            why = sorted(str(r) for r in reasons[kind])
+            print(f"  {kind:<15} {_percentiles(samples)}  reasons {why}")
         ratio = statistics.median(times["unknown name"]) / statistics.median(
             times["wrong password"]
         )

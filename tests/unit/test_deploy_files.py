@@ -158,6 +158,80 @@ def test_dockerfile_bakes_in_no_secret() -> None:
     assert _instr("EXPOSE") == [str(HTTP_PORT)]
 
 
+def test_dockerfile_builds_air_gapped_and_without_useradd_warnings() -> None:
+    """No `# syntax=` frontend pull; uid 10001 is not made a --system user."""
+    text = (DEPLOY / "Dockerfile").read_text("utf-8")
+    users = [a for a in _instr("RUN") if "useradd" in a or "groupadd" in a]
+
+    assert not re.search(r"^#\s*syntax\s*=", text, re.IGNORECASE | re.MULTILINE)
+    assert users
+    for run in users:
+        ids = [int(i) for i in re.findall(r"--(?:uid|gid) (\d+)", run)]
+        assert ids == [10001, 10001]  # as runAsUser/fsGroup in Kubernetes
+        # useradd/groupadd --system with an id above SYS_UID_MAX (999) warns
+        assert "--system" not in run
+    assert "--format docker" in text  # podman keeps HEALTHCHECK only so
+
+
+def _checkov_skips(text: str) -> dict[str, str]:
+    """check id -> reason, from `checkov:skip=ID:reason` comments."""
+    return dict(re.findall(r"^#\s*checkov:skip=(CKV_\w+):(.+)$", text, re.MULTILINE))
+
+
+def test_checkov_findings_not_fixed_are_skipped_with_a_reason() -> None:
+    """Only the digest pins and pull policy are skipped, each with its reason."""
+    docker = _checkov_skips((DEPLOY / "Dockerfile").read_text("utf-8"))
+    annotations = [d["metadata"].get("annotations", {}) for d in _k8s_docs()]
+    k8s = {
+        key: dict([value.split("=", 1)])
+        for a in annotations
+        for key, value in a.items()
+        if key.startswith("checkov.io/skip")
+    }
+    reasons = [*docker.values(), *(r for d in k8s.values() for r in d.values())]
+
+    assert set(docker) == {"CKV_DOCKER_7"}
+    assert sorted(i for d in k8s.values() for i in d) == ["CKV_K8S_15", "CKV_K8S_43"]
+    assert all(len(r.split()) >= 5 for r in reasons)
+    assert all("offline" in r or "digest" in r for r in reasons)
+
+
+def test_image_smoke_script_parses_and_names_the_missing_engine(
+    tmp_path: Path,
+) -> None:
+    """deploy/image-smoke.sh is valid bash and, with neither engine, says so (2)."""
+    script = DEPLOY / "image-smoke.sh"
+    bash = shutil.which("bash")
+    assert bash is not None
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    test_rule = re.search(r"^test:(.*)\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert test_rule is not None
+
+    syntax = subprocess.run([bash, "-n", str(script)], check=False, timeout=10)
+    missing = subprocess.run(
+        [bash, str(script)],
+        env={"PATH": str(tmp_path)},  # no docker, no podman
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+
+    assert syntax.returncode == 0
+    assert os.access(script, os.X_OK)
+    assert (missing.returncode, missing.stdout) == (2, "")
+    assert "neither docker nor podman" in missing.stderr
+    assert re.search(
+        r"^image-smoke: .*\n\tdeploy/image-smoke\.sh$", makefile, re.MULTILINE
+    )
+    assert re.search(
+        r"^lint-deploy: .*\n\t.*checkov --directory deploy", makefile, re.MULTILINE
+    )
+    # neither is part of `make test` (no registry, a 300 MB tool)
+    assert "image-smoke" not in "".join(test_rule.groups())
+    assert "lint-deploy" not in "".join(test_rule.groups())
+
+
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
     paths: list[str] = []  # noqa: RUF012 - one test at a time writes it
@@ -375,7 +449,14 @@ def test_kubernetes_yaml_parses_and_kustomization_lists_existing_files() -> None
     kinds = sorted(d["kind"] for r in resources for d in _yaml_all(r))
 
     assert [r for r in resources if not r.is_file()] == []
-    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "Service"]
+    assert kinds == [
+        "ConfigMap",
+        "ConfigMap",
+        "Deployment",
+        "Namespace",
+        "NetworkPolicy",
+        "Service",
+    ]
     assert _yaml(K8S / "seeds-secret.example.yaml")["kind"] == "Secret"
     assert isinstance(_yaml(K8S / "helm-values.yaml"), dict)
 
@@ -475,6 +556,44 @@ def test_kubernetes_deployment_wires_the_sidecar() -> None:
     assert nats["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["fsGroup"] == 10001
+
+
+def test_kubernetes_every_container_has_cpu_and_memory_limits() -> None:
+    """Both containers (and the Helm sidecar) request and cap CPU and memory."""
+    pod = _k8s("Deployment")["spec"]["template"]["spec"]
+    values = _yaml(K8S / "helm-values.yaml")
+    helm = [
+        p["value"]
+        for p in values["podTemplate"]["patch"]
+        if p["path"] == "/spec/containers/-"
+    ]
+
+    containers = [*pod["containers"], *helm]
+
+    assert {c["name"] for c in pod["containers"]} == {"nats", "callout"}
+    for container in containers:
+        resources = container["resources"]
+        assert set(resources["requests"]) == {"cpu", "memory"}, container["name"]
+        assert set(resources["limits"]) == {"cpu", "memory"}, container["name"]
+
+
+def test_kubernetes_resources_live_in_their_own_restricted_namespace() -> None:
+    """Every resource names one namespace, not default, made here with PSA."""
+    namespace = _k8s("Namespace")
+    name = namespace["metadata"]["name"]
+    others = [d for d in _k8s_docs() if d["kind"] != "Namespace"]
+    secret = _yaml(K8S / "seeds-secret.example.yaml")
+    kustomization = _yaml(K8S / "kustomization.yaml")
+    comments = (K8S / "nats-auth-callout.yaml").read_text("utf-8")
+
+    assert name != "default"
+    assert {d["metadata"].get("namespace") for d in others} == {name}
+    assert secret["metadata"]["namespace"] == name
+    assert kustomization["namespace"] == name
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # the documented secret command targets it too
+    assert f"kubectl -n {name} create secret generic" in comments
 
 
 def test_kubernetes_service_and_network_policy_select_the_pod() -> None:
