@@ -60,6 +60,11 @@ def policy_yaml(
     return "\n".join(lines) + "\n" + extra
 
 
+# For tests that use wrong passwords as bcrypt load: the login throttle
+# (policy `throttle`) would refuse them without bcrypt after a few.
+NO_THROTTLE = "throttle: {exempt_networks: [127.0.0.0/8]}\n"
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (for configs that need one)."""
     with socket.socket() as sock:

@@ -21,6 +21,7 @@ from nats.aio.client import Client
 
 from tests.integration.clients import CONNECT_OPTS
 from tests.integration.opsenv import (
+    NO_THROTTLE,
     PASSWORDS,
     Keys,
     bcrypt_hash,
@@ -127,7 +128,11 @@ async def test_two_replicas_serve_a_cluster_through_restart_and_kill(
     """Clients on every node are served; a node restart and a kill -9 are survived."""
     keys = Keys.create(tmp_path)
     policy = tmp_path / "policy.yaml"
-    policy.write_text(policy_yaml({"alice": bcrypt_hash(PASSWORDS["alice"], cost=11)}))
+    policy.write_text(
+        policy_yaml(
+            {"alice": bcrypt_hash(PASSWORDS["alice"], cost=11)}, extra=NO_THROTTLE
+        )
+    )
     route_ports = [free_port() for _ in range(3)]
     nodes = [
         NatsServer(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from nats.micro.service import ServiceInfo, ServiceStats
@@ -55,6 +57,20 @@ async def admin(server: NatsServer, keys: Keys) -> Client:
     return await connect(server.client_url, nkeys_seed=str(keys.directory / "login.nk"))
 
 
+def _wait_for_decisions(replicas: list[ServiceProcess], count: int) -> None:
+    """Until the replicas together logged `count` decisions (at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while sum(len(r.events()) for r in replicas) < count:
+        assert time.monotonic() < deadline, "decisions were not logged"
+        for replica in replicas:
+            # woken by any new line of this replica; short, since the other
+            # replica's lines do not wake it
+            with contextlib.suppress(AssertionError):
+                replica.wait_for(
+                    lambda _: sum(len(r.events()) for r in replicas) >= count, 0.2
+                )
+
+
 async def test_two_replicas_answer_ping_info_and_stats(tmp_path: Path) -> None:
     """Each replica is an instance; STATS counts the connects, as /metrics does."""
     keys = Keys.create(tmp_path)
@@ -65,7 +81,9 @@ async def test_two_replicas_answer_ping_info_and_stats(tmp_path: Path) -> None:
     replicas = [ServiceProcess(env, tmp_path).start() for _ in range(2)]
     nc = None
     try:
-        ids = {r.wait_for_event("callout.started")["instance"] for r in replicas}
+        # in replica order: each replica's STATS is compared with its /metrics
+        order = [r.wait_for_event("callout.started")["instance"] for r in replicas]
+        ids = set(order)
         ports = [http_port(r) for r in replicas]
         nc = await admin(server, keys)
         pings = await gather_answers(nc, "$SRV.PING", 2)
@@ -77,11 +95,13 @@ async def test_two_replicas_answer_ping_info_and_stats(tmp_path: Path) -> None:
             await client.close()
         for _ in range(2):
             await connect_fails(server.client_url, user="alice", password="wrong")
+        # a reply leaves before its log line and metrics: wait for the lines
+        await asyncio.to_thread(_wait_for_decisions, replicas, 5)
         stats = [
             ServiceStats.from_dict(
                 json.loads((await nc.request(f"$SRV.STATS.{NAME}.{i}", b"")).data)
             )
-            for i in sorted(ids)
+            for i in order
         ]
         metrics = [await scrape(port) for port in ports]
     finally:

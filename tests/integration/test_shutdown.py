@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from tests.integration.clients import connect_fails
 from tests.integration.opsenv import (
+    NO_THROTTLE,
     PASSWORDS,
     Keys,
     bcrypt_hash,
@@ -35,7 +36,11 @@ async def test_sigterm_answers_or_counts_every_accepted_request(tmp_path: Path) 
     """
     keys = Keys.create(tmp_path)
     policy = tmp_path / "policy.yaml"
-    policy.write_text(policy_yaml({"alice": bcrypt_hash(PASSWORDS["alice"], cost=10)}))
+    policy.write_text(
+        policy_yaml(
+            {"alice": bcrypt_hash(PASSWORDS["alice"], cost=10)}, extra=NO_THROTTLE
+        )
+    )
     server = NatsServer(keys.body() + "trace: true\n", tmp_path / "nats").start()
     service = start_service(
         keys.env(
