@@ -15,25 +15,25 @@ from typing import TYPE_CHECKING
 from service.policy import Allow, Deny, evaluate, tokens
 from service.policy.evaluate import admit
 from service.policy.passwords import bcrypt_check
-from service.protocol.claims import (
-    AuthRequest,
-    ClientInfo,
-    ClientTLS,
-    ConnectOpts,
-    ServerId,
-    ServerInfo,
-    UserNKey,
-)
 from service.protocol.enforcement import can_publish, can_subscribe
 from service.review.cases import SecretUnavailable, resolve_secret
+from service.review.dryrun import dry_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from service.policy import Decision, Grant, Policy
+    from service.protocol.claims import (
+        AuthRequest,
+    )
     from service.review.cases import Expect, LoadedCase, Login, Source
 
-_TYPES = {"STANDARD": "nats", "WEBSOCKET": "websocket", "MQTT": "mqtt"}
+_TYPES = {
+    "STANDARD": "nats",
+    "WEBSOCKET": "websocket",
+    "MQTT": "mqtt",
+    "LEAFNODE": "leafnode",
+}
 _PLACEHOLDER = "verified-by-the-test"  # stands for a credential taken as checked
 
 
@@ -174,39 +174,29 @@ def _attempt(policy: Policy, loaded: LoadedCase) -> _Attempt:
             token = _PLACEHOLDER
         else:
             password = _PLACEHOLDER
-    tls = None
+    pem = None
     if login.cert is not None:
         pem = (base / login.cert.removeprefix("file:")).read_text(encoding="ascii")
-        tls = ClientTLS(verified_chains=((pem,),))  # as the server sends a verified one
     return _Attempt(
-        request=_request(login, loaded.case.source, password, token, tls),
+        request=_request(login, loaded.case.source, password, token, pem),
         check_secret=check_secret,
         inline=tuple(inline),
     )
 
 
 def _request(
-    login: Login, source: Source, password: str, token: str, tls: ClientTLS | None
+    login: Login, source: Source, password: str, token: str, tls_pem: str | None
 ) -> AuthRequest:
-    leaf = source.type == "LEAFNODE"
     user = "" if token and login.verified else (login.user or "")
-    return AuthRequest(
-        client_tls=tls,
-        server=ServerInfo(id=ServerId("NPOLICYTEST")),
-        user_nkey=UserNKey("UPOLICYTEST"),
-        client_info=ClientInfo(
-            host=source.host,
-            kind="Leafnode" if leaf else "Client",
-            type="" if leaf else _TYPES[source.type],
-            nonce="policy-test" if login.nkey else "",
-        ),
-        connect_opts=ConnectOpts(
-            user=user,
-            password=password,
-            auth_token=token,
-            nkey=login.nkey or "",
-            sig="policy-test" if login.nkey else "",
-        ),
+    return dry_request(
+        user=user,
+        password=password,
+        token=token,
+        nkey=login.nkey or "",
+        cert_pem=tls_pem,
+        host=source.host,
+        client_type=_TYPES[source.type],
+        label="POLICYTEST",
     )
 
 

@@ -12,15 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from service.config import cleartext_urls
-from service.protocol.claims import (
-    AuthRequest,
-    ClientInfo,
-    ClientTLS,
-    ConnectOpts,
-    ServerId,
-    ServerInfo,
-    UserNKey,
-)
+from service.review.dryrun import dry_request
 
 if TYPE_CHECKING:
     import argparse
@@ -29,6 +21,9 @@ if TYPE_CHECKING:
 
     from service.config import Settings
     from service.policy import Policy
+    from service.protocol.claims import (
+        AuthRequest,
+    )
 
 
 def policy_warnings(policy: Policy, mode: str | None = None) -> list[str]:
@@ -121,26 +116,14 @@ def explain_request(args: argparse.Namespace) -> AuthRequest:
     Raises:
         OSError: `--cert` names a file that cannot be read.
     """
-    kind = "Leafnode" if args.type == "leafnode" else "Client"
-    tls = None
-    if args.cert is not None:
-        # As nats-server sends it after `verify`: the leaf as its chain.
-        tls = ClientTLS(verified_chains=((args.cert.read_text(encoding="ascii"),),))
-    return AuthRequest(
-        client_tls=tls,
-        server=ServerInfo(id=ServerId("NEXPLAIN")),
-        user_nkey=UserNKey("UEXPLAIN"),
-        client_info=ClientInfo(
-            host=args.host,
-            kind=kind,
-            type="" if kind == "Leafnode" else args.type,
-            nonce="explain" if args.nkey else "",
-        ),
-        connect_opts=ConnectOpts(
-            user=args.user,
-            password=args.password,
-            auth_token=args.token,
-            nkey=args.nkey,
-            sig="explain" if args.nkey else "",
-        ),
+    pem = None if args.cert is None else args.cert.read_text(encoding="ascii")
+    return dry_request(
+        user=args.user,
+        password=args.password,
+        token=args.token,
+        nkey=args.nkey,
+        cert_pem=pem,
+        host=args.host,
+        client_type=args.type,
+        label="EXPLAIN",
     )
