@@ -10,29 +10,43 @@ changed are kicked, paced to the new policy's `sessions.kicks_per_second`.
 A reload that comes while an earlier one is still kicking cancels it and
 compares the earlier one's *old* policy with the newest, so a connection
 that run had not reached yet is still judged against what it holds.
+
+Revocations (`nats-auth-callout revoke`, process/revoke.py) arrive on the
+link, in the system account, where only a system-account login can publish
+(one that could KICK anyone directly anyway): every replica and worker hears
+`REVOKE` and refuses the principal from then on (`admit`), until the given
+time or until a different policy is put in force; one of them (a queue
+group) hears `REVOKE_KICK` and kicks the principal's connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from service.process.syslink import SystemLink
-from service.review.sessions import to_kick
+from service.review.sessions import Revocation, Revocations, of_principal, to_kick
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable
 
+    from nats.aio.msg import Msg
+
     from service.config import Settings
     from service.ops.metrics import Metrics
-    from service.policy import Policy
+    from service.policy import Allow, Policy
     from service.review.sessions import Connection
     from service.signers import Loaded
 
 log = structlog.get_logger("callout")
+
+REVOKE = "nats-auth-callout.revoke"  # system account: every instance
+REVOKE_KICK = "nats-auth-callout.revoke.kick"  # one instance (queue group)
+REVOKE_QUEUE = "nats-auth-callout-revoke"
 
 
 class Pacer:
@@ -54,9 +68,13 @@ class Pacer:
 class LiveSessions:
     """Kicks on reload (and, later, revocations) over the system link."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, current: Callable[[], Policy]
+    ) -> None:
         self._metrics = metrics
+        self._current = current
         self.link = SystemLink(settings) if settings.system_login else None
+        self.revocations = Revocations()
         self._tasks: set[asyncio.Task[None]] = set()
         self._review: asyncio.Task[None] | None = None
         self._baseline: Policy | None = None  # old policy of the review running
@@ -64,19 +82,55 @@ class LiveSessions:
     def start(self) -> None:
         """Open the system link in the background (it retries by itself)."""
         if self.link is not None:
-            self._spawn(self.link.connect())
+            self._spawn(self._link_up(self.link))
 
-    def installer(
-        self, install: Callable[[Loaded], None], current: Callable[[], Policy]
-    ) -> Callable[[Loaded], None]:
+    async def _link_up(self, link: SystemLink) -> None:
+        await link.connect()
+        # nats-py replays these subscriptions after a reconnect
+        await link.subscribe(REVOKE, self._on_revoke)
+        await link.subscribe(REVOKE_KICK, self._on_revoke_kick, queue=REVOKE_QUEUE)
+
+    def admit(self, allow: Allow, now: float) -> str | None:
+        """The handler's `admit`: `revoked` for a principal revoked now."""
+        return "revoked" if self.revocations.refused(allow.user, now) else None
+
+    def installer(self, install: Callable[[Loaded], None]) -> Callable[[Loaded], None]:
         """`install`, followed by a review of live connections."""
 
         def install_and_review(loaded: Loaded) -> None:
-            old = current()
+            old = self._current()
             install(loaded)
+            if old.version_hash != loaded.policy.version_hash:
+                self.revocations.clear()  # "until the policy changes"
             self.policy_changed(old, loaded.policy)
 
         return install_and_review
+
+    async def _on_revoke(self, msg: Msg) -> None:
+        revocation = Revocation.decode(msg.data)
+        if revocation is None:
+            await msg.respond(b'{"error": "malformed revocation"}')
+            return
+        self.revocations.add(revocation)
+        log.warning(
+            "callout.user_revoked",
+            principal=revocation.user,
+            reason=revocation.reason,
+            until=revocation.until or None,
+        )
+        await msg.respond(b'{"revoked": true}')
+
+    async def _on_revoke_kick(self, msg: Msg) -> None:
+        revocation = Revocation.decode(msg.data)
+        if revocation is None or self.link is None:
+            await msg.respond(b'{"error": "malformed revocation"}')
+            return
+        policy = self._current()
+        live = await self.link.connz(user=revocation.user)
+        theirs = of_principal(live, policy, revocation.user)
+        rate = policy.document.sessions.kicks_per_second
+        kicked = await self.kick(((c, "revoked") for c in theirs), rate)
+        await msg.respond(json.dumps({"found": len(theirs), "kicked": kicked}).encode())
 
     def policy_changed(self, old: Policy, new: Policy) -> None:
         """Kick, in the background, what the change from `old` to `new` made stale."""

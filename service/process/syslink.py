@@ -62,13 +62,13 @@ class SystemLink:
     def connected(self) -> bool:
         return self._client.is_connected
 
-    async def connect(self) -> None:
-        """Connect, retrying until it works (cancel to give up)."""
+    async def connect(self, *, retry: bool = True) -> None:
+        """Connect, retrying until it works (cancel to give up) unless not `retry`."""
         opts: dict[str, Any] = {
             "servers": self._settings.servers,
             "name": "nats-auth-callout-system",
-            "allow_reconnect": True,
-            "max_reconnect_attempts": -1,
+            "allow_reconnect": retry,
+            "max_reconnect_attempts": -1 if retry else 0,
             "reconnect_time_wait": 1.0,
             "connect_timeout": 2,
             "error_cb": self._on_error,
@@ -77,11 +77,16 @@ class SystemLink:
         log.info("callout.system_connected")
 
     async def subscribe(
-        self, subject: str, cb: Callable[[Msg], Awaitable[None]]
+        self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = ""
     ) -> None:
         """Listen on `subject` in the system account (revocations)."""
-        await self._client.subscribe(subject, cb=cb)
+        await self._client.subscribe(subject, queue=queue, cb=cb)
         await self._client.flush()
+
+    async def request(self, subject: str, payload: bytes, wait: float) -> bytes:
+        """One request and its reply (raises nats-py's errors, TimeoutError)."""
+        reply = await self._client.request(subject, payload, wait)
+        return bytes(reply.data)
 
     async def connz(
         self, *, account: str | None = None, user: str | None = None
@@ -107,6 +112,11 @@ class SystemLink:
         return out
 
     async def _ping(self, payload: bytes) -> list[ConnzPage]:
+        pages = [parse_connz(data) for data in await self.ask_all(PING_CONNZ, payload)]
+        return [page for page in pages if page is not None]
+
+    async def ask_all(self, subject: str, payload: bytes) -> list[bytes]:
+        """Publish a request and collect every reply until they stop coming."""
         replies: asyncio.Queue[bytes] = asyncio.Queue()
 
         async def collect(msg: Msg) -> None:
@@ -114,25 +124,23 @@ class SystemLink:
 
         inbox = self._client.new_inbox()
         sub = await self._client.subscribe(inbox, cb=collect)
-        pages: list[ConnzPage] = []
+        out: list[bytes] = []
         try:
-            await self._client.publish(PING_CONNZ, payload, reply=inbox)
+            await self._client.publish(subject, payload, reply=inbox)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + WAIT
             while (left := deadline - loop.time()) > 0:
-                wait = min(left, QUIET) if pages else left
+                wait = min(left, QUIET) if out else left
                 try:
-                    data = await asyncio.wait_for(replies.get(), wait)
+                    out.append(await asyncio.wait_for(replies.get(), wait))
                 except TimeoutError:
                     break
-                if (page := parse_connz(data)) is not None:
-                    pages.append(page)
         except NatsError as exc:
             self._warn(exc)
         finally:
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
-        return pages
+        return out
 
     async def _page(self, server_id: str, body: dict[str, Any]) -> ConnzPage | None:
         try:

@@ -292,12 +292,14 @@ async def serve(
     """
     peers = Link.from_env()  # under `run --workers N`: one cache for all
     worker = Worker(settings, keys, policy, signers, peers=peers)
-    sessions = LiveSessions(settings, worker.metrics)  # off without CALLOUT_SYSTEM_*
+    # off without CALLOUT_SYSTEM_*
+    sessions = LiveSessions(settings, worker.metrics, lambda: worker.policy)
+    worker.dispatcher.set_admit(sessions.admit)
     reloader = Reloader(
         settings,
         keys,
         current=lambda: worker.policy,
-        install=sessions.installer(worker.install, lambda: worker.policy),
+        install=sessions.installer(worker.install),
         metrics=worker.metrics,
     )
     http = None

@@ -136,3 +136,71 @@ def to_kick(
             continue
         out.append((conn, cause))
     return out
+
+
+def of_principal(
+    connections: list[Connection], policy: Policy, name: str
+) -> list[Connection]:
+    """`name`'s connections in its own account (a revocation kicks these)."""
+    found = principal_key(policy, name)
+    accounts = _accounts(policy, found[1].account) if found is not None else set()
+    return [c for c in connections if c.user == name and c.account in accounts]
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """`nats-auth-callout revoke`'s request, as the replicas receive it."""
+
+    user: str
+    reason: str
+    until: float  # unix seconds; 0: until the policy changes
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"user": self.user, "reason": self.reason, "until": self.until}
+        ).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Revocation | None:
+        """The request, or None when it is not a well-formed one."""
+        try:
+            data = json.loads(payload)
+            user, reason, until = data["user"], data.get("reason", ""), data["until"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        ok = (
+            isinstance(user, str)
+            and 0 < len(user) <= MAX_NAME
+            and isinstance(reason, str)
+            and isinstance(until, int | float)
+            and until >= 0
+        )
+        return cls(user, reason[:MAX_REASON], float(until)) if ok else None
+
+
+MAX_NAME = 256
+MAX_REASON = 200
+
+
+class Revocations:
+    """
+    Principals refused with `revoked` until a time, or until the policy in
+    force changes (the caller clears them then). Read from the lanes'
+    threads too: one dict lookup, replaced never mutated in place.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def add(self, revocation: Revocation) -> None:
+        until = revocation.until or float("inf")
+        self._until = self._until | {revocation.user: until}
+
+    def refused(self, name: str, now: float) -> bool:
+        return now < self._until.get(name, 0.0)
+
+    def clear(self) -> None:
+        self._until = {}
+
+    def __len__(self) -> int:
+        return len(self._until)

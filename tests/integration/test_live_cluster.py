@@ -1,7 +1,8 @@
 """
 Live sessions across a 3-node cluster (routes on loopback) with the service
 on n0 only: connections on n2 are found through `$SYS.REQ.SERVER.PING.CONNZ`
-and kicked on n2, and a kick rate limit holds for 200 connections.
+and kicked on n2, a kick rate limit holds for 200 connections, and
+`nats-auth-callout revoke` reaches every node.
 
 The nodes trace protocol lines so the test can wait, without sleeping, until
 the service's subscription interest has crossed the routes (as
@@ -12,15 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
 import re
 import signal
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 from nats.aio.client import Client
 
-from tests.integration.clients import CONNECT_OPTS
+from tests.integration.clients import CONNECT_OPTS, connect_fails
 from tests.integration.opsenv import (
     PASSWORDS,
     SYSTEM_ENV,
@@ -72,6 +76,8 @@ class Cluster:
 
     async def apply(self, text: str) -> Record:
         """Write `text`, SIGHUP, and return the review that reload started."""
+        if self.policy_path.read_text() == text:
+            return {}  # in force already: no reload, no review
         before = len(self.service.events("callout.sessions_reviewed"))
         self.policy_path.write_text(text)
         assert self.service._proc is not None
@@ -184,3 +190,64 @@ async def test_kicks_keep_to_kicks_per_second_with_200_connections(
     assert len({k["server"] for k in kicks}) == 3
     assert times[-1] - times[0] >= (count - 1) / rate * 0.95
     assert busiest <= rate + 1
+
+
+async def _revoke(cluster: Cluster, *args: str) -> tuple[int, str]:
+    """`nats-auth-callout revoke ARGS` against n0 with the system login."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLOUT_")}
+    env |= SYSTEM_ENV | {"CALLOUT_NATS_URL": cluster.nodes[0].client_url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "revoke",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_revoke_kicks_on_every_node_and_refuses_until_the_policy_changes(
+    cluster: Cluster,
+) -> None:
+    """`revoke dave` closes his connections on all 3 nodes and refuses him anew."""
+    closed = [asyncio.Event() for _ in cluster.nodes]
+    daves = [
+        await _client(node.client_url, "dave", event)
+        for node, event in zip(cluster.nodes, closed, strict=True)
+    ]
+    bob = await _client(cluster.nodes[1].client_url, "bob")
+    try:
+        code, out = await _revoke(cluster, "dave", "--reason", "laptop stolen")
+        async with asyncio.timeout(2):
+            for event in closed:
+                await event.wait()
+        refused, _ = await connect_fails(
+            cluster.nodes[2].client_url, user="dave", password=PASSWORDS["dave"]
+        )
+        await bob.flush(timeout=2)
+        bob_stays = bob.is_connected
+        await cluster.apply(policy(cluster.hashes, narrow=("bob",)))  # a new policy
+        back = await _client(cluster.nodes[2].client_url, "dave")
+        await back.close()
+    finally:
+        for nc in [*daves, bob]:
+            await nc.close()
+        await cluster.apply(policy(cluster.hashes))
+    result = json.loads(out.strip().splitlines()[-1])
+    denied = [
+        r
+        for r in cluster.service.events("callout.request_rejected")
+        if r["user"] == "dave"
+    ]
+    revoked = cluster.service.events("callout.user_revoked")[-1]
+
+    assert code == 0, out
+    assert (result["instances"], result["found"], result["kicked"]) == (1, 3, 3)
+    assert "authorization violation" in refused
+    assert denied[-1]["reason"] == "revoked"
+    assert (revoked["principal"], revoked["reason"]) == ("dave", "laptop stolen")
+    assert bob_stays

@@ -9,7 +9,15 @@ import pytest
 
 from service.policy import parse_policy
 from service.process.sessions import Pacer
-from service.review.sessions import Connection, kick_answer, parse_connz, to_kick
+from service.review.sessions import (
+    Connection,
+    Revocation,
+    Revocations,
+    kick_answer,
+    of_principal,
+    parse_connz,
+    to_kick,
+)
 from tests.builders import hash_secret
 
 HASH = hash_secret("pw", 4)
@@ -124,3 +132,36 @@ async def test_pacer_spaces_events(rate: float) -> None:
         await pacer.wait()
 
     assert loop.time() - started >= 10 / rate * 0.95
+
+
+def test_revocation_round_trips_and_refuses_malformed() -> None:
+    """A revocation survives the wire; a wrong shape is no revocation."""
+    sent = Revocation("alice", "stolen laptop", 1_900_000_000.0)
+
+    assert Revocation.decode(sent.encode()) == sent
+    assert Revocation.decode(b'{"user": "", "until": 0}') is None
+    assert Revocation.decode(b'{"user": "alice", "until": -1}') is None
+    assert Revocation.decode(b'{"user": ["alice"], "until": 0}') is None
+    assert Revocation.decode(b"nope") is None
+
+
+def test_revocations_last_until_their_time_or_a_clear() -> None:
+    """Refused before `until` (or forever with 0), not after, nor once cleared."""
+    revocations = Revocations()
+    revocations.add(Revocation("alice", "", 100.0))
+    revocations.add(Revocation("bob", "", 0.0))
+
+    assert revocations.refused("alice", 99.0)
+    assert not revocations.refused("alice", 100.0)
+    assert revocations.refused("bob", 1e12)
+    assert not revocations.refused("carol", 0.0)
+    revocations.clear()
+    assert not revocations.refused("bob", 0.0)
+
+
+def test_of_principal_keeps_its_own_account_only() -> None:
+    """A revocation kicks the principal's connections in its account, no others."""
+    policy = parse_policy(_policy(_user("alice")))
+    live = [_conn("alice", 1), _conn("alice", 2, account="OTHER"), _conn("bob", 3)]
+
+    assert [c.cid for c in of_principal(live, policy, "alice")] == [1]
