@@ -9,6 +9,7 @@ import ipaddress
 from pathlib import Path
 
 from service import __version__
+from service.policy.fields import duration
 from service.review import commands
 
 _TYPES = ("nats", "websocket", "mqtt", "leafnode")
@@ -99,6 +100,27 @@ def parser() -> argparse.ArgumentParser:
 
     commands.add_parsers(sub)
 
+    revoke = sub.add_parser(
+        "revoke",
+        help="disconnect a principal everywhere and refuse it (`revoked`)",
+        epilog="Needs the system-account login (CALLOUT_SYSTEM_*) and a running "
+        "service; the refusal lasts until the policy changes or --for passes.",
+    )
+    revoke.add_argument("user", help="the principal's name (a user's `name`)")
+    revoke.add_argument("--reason", default="", help="logged by the service")
+    revoke.add_argument(
+        "--for",
+        dest="duration",
+        type=_duration,
+        default=0,
+        metavar="DURATION",
+        help="refuse for this long (90s, 10m, 1h, 2d); default: until the "
+        "policy changes",
+    )
+    revoke.add_argument(
+        "--env-file", type=Path, help="read CALLOUT_* settings from FILE"
+    )
+
     hash_ = sub.add_parser("hash", help="bcrypt a secret read from stdin or a prompt")
     hash_.add_argument(
         "--cost", type=int, default=12, choices=range(4, 32), metavar="4..31"
@@ -147,3 +169,10 @@ def _ip(text: str) -> str:
         return str(ipaddress.ip_address(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
+def _duration(text: str) -> int:
+    try:
+        return duration(int(text) if text.isdigit() else text)
+    except ValueError as exc:  # pydantic's errors are ValueErrors
+        raise argparse.ArgumentTypeError("use seconds or 90s, 10m, 1h, 2d") from exc

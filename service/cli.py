@@ -1,6 +1,6 @@
 """
-The command line: run, settings, check, explain, test, diff, schema, hash, keys,
-init, dev.
+The command line: run, settings, check, explain, test, diff, schema, revoke,
+hash, keys, init, dev.
 
 Exit codes: 0 success, 1 a policy problem (`check`) or a denial
 (`explain`), 2 a usage or startup error.
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "test": commands.run_tests,
         "diff": commands.run_diff,
         "schema": commands.print_schema,
+        "revoke": _revoke,
         "hash": _hash,
         "keys": _keys,
         "init": _init_or_dev,
@@ -232,6 +233,22 @@ def _explain(args: argparse.Namespace) -> int:
     view = describe(decision)
     print(json.dumps(view, indent=2))  # noqa: T201
     return EXIT_OK if view["decision"] == "allow" else EXIT_FAIL
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from service.process.revoke import revoke  # noqa: PLC0415 - nats only here
+    from service.review.sessions import Revocation  # noqa: PLC0415
+
+    try:
+        settings = load_settings(args.env_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    if problems := login_problems(settings):
+        print("; ".join(problems), file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    until = time.time() + args.duration if args.duration else 0.0
+    return asyncio.run(revoke(settings, Revocation(args.user, args.reason, until)))
 
 
 def _hash(args: argparse.Namespace) -> int:

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     # audit events go to <audit_subject>.<decision>.<account>; empty = off
     audit_subject: str = ""
     audit_buffer: int = Field(default=10000, ge=1)
+    # a second, optional login in the system account: live sessions (kicks,
+    # revocations, connection caps) need it; without it they are off
+    system_user: str | None = None
+    system_password: SecretStr | None = None
+    system_nkey_seed_file: Path | None = None
+    system_creds: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -96,6 +102,12 @@ class Settings(BaseSettings):
             msg = "a subject without wildcards or spaces, e.g. callout.audit"
             raise ValueError(msg)
         return value
+
+    @property
+    def system_login(self) -> bool:
+        """Whether CALLOUT_SYSTEM_* name a login (live sessions need one)."""
+        logins = (self.system_user, self.system_nkey_seed_file, self.system_creds)
+        return any(v is not None for v in logins)
 
     @property
     def servers(self) -> list[str]:
@@ -250,35 +262,27 @@ def seed_files(settings: Settings) -> dict[str, Path | None]:
         f"{ENV_PREFIX}NATS_NKEY_SEED_FILE": settings.nats_nkey_seed_file,
         f"{ENV_PREFIX}NATS_CREDS": settings.nats_creds,
         f"{ENV_PREFIX}NATS_TLS_KEY": settings.nats_tls_key,
+        f"{ENV_PREFIX}SYSTEM_NKEY_SEED_FILE": settings.system_nkey_seed_file,
+        f"{ENV_PREFIX}SYSTEM_CREDS": settings.system_creds,
     }
 
 
 def login_problems(settings: Settings) -> list[str]:
     """
-    Problems with the service's own NATS login that make it fail or leak.
+    Problems with the service's own NATS logins (its callout-account login
+    and the optional system-account one) that make it fail or leak.
 
     Returns:
         Errors (the service cannot log in as configured).
     """
-    logins = [
-        name
-        for name, present in (
-            ("NATS_USER", settings.nats_user is not None),
-            ("NATS_NKEY_SEED_FILE", settings.nats_nkey_seed_file is not None),
-            ("NATS_CREDS", settings.nats_creds is not None),
-        )
-        if present
-    ]
     problems = []
-    if len(logins) > 1:
-        problems.append(
-            "set one login: "
-            + ", ".join(ENV_PREFIX + n for n in logins)
-            + " are all set"
-        )
-    if settings.nats_user is not None and settings.nats_password is None:
-        problems.append(
-            f"{ENV_PREFIX}NATS_USER is set without {ENV_PREFIX}NATS_PASSWORD"
+    for which in ("nats", "system"):
+        problems += keyfiles.login_problems(
+            f"{ENV_PREFIX}{which.upper()}",
+            user=getattr(settings, f"{which}_user"),
+            password=getattr(settings, f"{which}_password") is not None,
+            seed_file=getattr(settings, f"{which}_nkey_seed_file"),
+            creds=getattr(settings, f"{which}_creds"),
         )
     try:
         keyfiles.tls_context(
@@ -286,22 +290,6 @@ def login_problems(settings: Settings) -> list[str]:
         )
     except ConfigError as exc:
         problems.append(str(exc))
-    checks = (
-        ("NATS_NKEY_SEED_FILE", settings.nats_nkey_seed_file, keyfiles.nkey_login_seed),
-        ("NATS_CREDS", settings.nats_creds, keyfiles.creds_login),
-    )
-    for name, path, check in checks:
-        if path is None:
-            continue
-        if not path.is_file():
-            problems.append(f"{ENV_PREFIX}{name} {path}: no such file")
-            continue
-        # nats-py reads these only inside its connect loop, where a bad file
-        # is a traceback or a login refused forever: check them first
-        try:
-            check(path, ENV_PREFIX + name)
-        except ConfigError as exc:
-            problems.append(str(exc))
     return problems
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from service.errors import RequestError
-from service.policy import Allow, evaluate
+from service.policy import Allow, Deny, evaluate
 from service.protocol.claims import UserClaims
 from service.protocol.request import read_request
 from service.protocol.response import encode_response, encode_user_jwt, seal_response
@@ -44,6 +44,8 @@ class HandlerContext:
             when `issuer` is one of its signing keys.
         guard: The login throttle (None: none).
         holds: Whether the verification cache holds a login, without bcrypt.
+        admit: The last word on an Allow, from live sessions: a deny reason
+            (`revoked`) or None; it must not block (it runs on the lanes).
     """
 
     issuer: KeyPair
@@ -54,6 +56,7 @@ class HandlerContext:
     issuer_account: str = ""
     guard: Guard | None = None
     holds: Callable[[str, str], bool] | None = None
+    admit: Callable[[Allow, float], str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +171,10 @@ def handle(
             signed.verify()
         except RequestError as exc:
             return _abort(exc)
+    if isinstance(decision, Allow) and ctx.admit is not None:
+        refusal = ctx.admit(decision, now)
+        if refusal is not None:
+            decision = Deny(refusal, user=decision.user, via=decision.via)
     verdict: Literal["allow", "deny"]
     if isinstance(decision, Allow):
         signer = ctx.signers[decision.account]

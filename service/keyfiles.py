@@ -138,3 +138,48 @@ def tls_context(
                 f"cannot load: {type(exc).__name__}"
             ) from None
     return context
+
+
+def login_problems(
+    prefix: str,
+    *,
+    user: str | None,
+    password: bool,
+    seed_file: Path | None,
+    creds: Path | None,
+) -> list[str]:
+    """
+    One NATS login's problems; `prefix` names its settings (`CALLOUT_NATS`,
+    `CALLOUT_SYSTEM`): `<prefix>_USER`, `_PASSWORD`, `_NKEY_SEED_FILE`, `_CREDS`.
+    """
+    given = [
+        f"{prefix}_{name}"
+        for name, value in (
+            ("USER", user),
+            ("NKEY_SEED_FILE", seed_file),
+            ("CREDS", creds),
+        )
+        if value is not None
+    ]
+    problems = []
+    if len(given) > 1:
+        problems.append("set one login: " + ", ".join(given) + " are all set")
+    if user is not None and not password:
+        problems.append(f"{prefix}_USER is set without {prefix}_PASSWORD")
+    checks = (
+        (f"{prefix}_NKEY_SEED_FILE", seed_file, nkey_login_seed),
+        (f"{prefix}_CREDS", creds, creds_login),
+    )
+    for name, path, check in checks:
+        if path is None:
+            continue
+        if not path.is_file():
+            problems.append(f"{name} {path}: no such file")
+            continue
+        # nats-py reads these only inside its connect loop, where a bad file
+        # is a traceback or a login refused forever: check them first
+        try:
+            check(path, name)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems

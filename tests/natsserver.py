@@ -264,8 +264,13 @@ def config_mode_body(
     accounts: tuple[str, ...] = ("APP",),
     extra_users: str = "",
     jetstream_dir: Path | None = None,
+    system_user: tuple[str, str] | None = None,
 ) -> str:
     """Config-mode auth callout: AUTH holds only the service login, SYS is system.
+
+    ``system_user`` (user, password) adds a login in SYS, listed in
+    ``auth_users`` (else its own login would go to the callout and be refused):
+    the service's system-account link.
 
     ``auth_nkey`` makes the service login an nkey user instead of user/password.
     ``extra_users`` is spliced verbatim into the ``users: [...]`` list of the
@@ -284,15 +289,21 @@ def config_mode_body(
         users = extra_users.strip() if i == 0 else ""
         inside = " ".join(p for p in (f"users: [ {users} ]" if users else "", js) if p)
         lines.append(f"  {name} {{ {inside} }}" if inside else f"  {name} {{}}")
+    bypass = [_q(auth_nkey or auth_user)]
+    sys_users = ""
+    if system_user is not None:
+        bypass.append(_q(system_user[0]))
+        name, password = (_q(v) for v in system_user)
+        sys_users = f"users: [ {{ user: {name}, password: {password} }} ]"
     callout = [
         f"    issuer: {_q(issuer)}",
         "    account: AUTH",
-        f"    auth_users: [ {_q(auth_nkey or auth_user)} ]",
+        f"    auth_users: [ {', '.join(bypass)} ]",
     ]
     if xkey:
         callout.append(f"    xkey: {_q(xkey)}")
     lines += [
-        "  SYS {}",
+        f"  SYS {{ {sys_users} }}" if sys_users else "  SYS {}",
         "}",
         "system_account: SYS",
         "authorization {",

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from service.dispatch.cachepeers import Link
     from service.ops.health import Health
     from service.ops.metrics import Metrics
-    from service.policy import Policy
+    from service.policy import Allow, Policy
     from service.signers import AccountSigner, Loaded
 
     Respond = Callable[[bytes], Awaitable[None]]
@@ -154,6 +154,10 @@ class Dispatcher:
         # hygiene more than correctness: cached successes are keyed by the hash
         self.login_cache.clear()
         self._metrics.set_policy(loaded.policy.version_hash)
+
+    def set_admit(self, admit: Callable[[Allow, float], str | None]) -> None:
+        """Give live sessions the last word on each Allow (handler.py `admit`)."""
+        self._ctx = dataclasses.replace(self._ctx, admit=admit)
 
     def accept(
         self, data: bytes, headers: Mapping[str, str] | None, respond: Respond

@@ -36,6 +36,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 DECISIONS = ("allow", "deny", "abort")
 THROTTLE_SCOPES = ("principal", "address")
 AUDIT_DROPS = ("overflow", "not_stored", "shutdown")
+KICK_CAUSES = ("removed", "changed", "revoked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.kicks = Counter(
+            "callout_kicks",
+            "Live connections the servers closed at our request, by cause: "
+            "removed or changed (a reload), revoked (nats-auth-callout revoke).",
+            ["cause"],
+            registry=r,
+        )
         self.last_abort = ""
         # Present every series from the start, so dashboards and rate() see
         # zeros instead of gaps.
@@ -187,6 +195,8 @@ class Metrics:
             self.throttled.labels(scope)
         for reason in AUDIT_DROPS:
             self.audit_dropped.labels(reason)
+        for cause in KICK_CAUSES:
+            self.kicks.labels(cause)
 
     def observe(self, decision: str, reason: str | None, seconds: float) -> None:
         """Count one handled request and its duration."""

@@ -37,6 +37,7 @@ from service.policy.fields import (
     unique,
 )
 from service.policy.providers import IdentityProvider  # noqa: TC001 - as above
+from service.policy.sessions import Sessions
 from service.policy.subjects import Name  # noqa: TC001 - as above
 from service.policy.throttle import Throttle
 
@@ -121,6 +122,7 @@ class PolicyDocument(BaseModel):
     identity_providers: tuple[IdentityProvider, ...] = ()
     certificates: tuple[Certificate, ...] = ()
     throttle: Throttle = Throttle()
+    sessions: Sessions = Sessions()
 
     @model_validator(mode="after")
     def _references_checked(self, info: ValidationInfo) -> Self:

@@ -15,16 +15,24 @@ if TYPE_CHECKING:
     from service.config import Settings
 
 
-def login_options(s: Settings) -> dict[str, Any]:
-    """User/password, nkey seed file or creds file, and TLS, as nats-py names them."""
+def login_options(s: Settings, which: str = "nats") -> dict[str, Any]:
+    """
+    User/password, nkey seed file or creds file, and TLS, as nats-py names them.
+
+    `which` picks the login: `nats` (CALLOUT_NATS_*, in the callout account)
+    or `system` (CALLOUT_SYSTEM_*, the system-account link); both use the
+    same server URLs and TLS settings.
+    """
     opts: dict[str, Any] = {}
-    if s.nats_user is not None:
-        opts["user"] = s.nats_user
-        opts["password"] = s.nats_password.get_secret_value() if s.nats_password else ""
-    if s.nats_nkey_seed_file is not None:
-        opts["nkeys_seed"] = str(s.nats_nkey_seed_file)
-    if s.nats_creds is not None:
-        opts["user_credentials"] = str(s.nats_creds)
+    user = getattr(s, f"{which}_user")
+    password = getattr(s, f"{which}_password")
+    if user is not None:
+        opts["user"] = user
+        opts["password"] = password.get_secret_value() if password else ""
+    if (seed := getattr(s, f"{which}_nkey_seed_file")) is not None:
+        opts["nkeys_seed"] = str(seed)
+    if (creds := getattr(s, f"{which}_creds")) is not None:
+        opts["user_credentials"] = str(creds)
     # checked at startup (config.login_problems): a bad file fails there
     tls = tls_context(s.nats_tls_cert, s.nats_tls_key, s.nats_tls_ca)
     if tls is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,6 @@ from nats.errors import Error as NatsError
 
 from service.dispatch.cachepeers import Link
 from service.dispatch.dispatcher import Dispatcher
-from service.dispatch.selfcheck import Verdict, connection_findings
 from service.errors import ConfigError
 from service.log import Throttle
 from service.ops.health import Health
@@ -36,6 +34,7 @@ from service.ops.metrics import Metrics
 from service.process.citizen import Citizen
 from service.process.login import login_options, login_refused
 from service.process.reload import Reloader
+from service.process.sessions import LiveSessions
 from service.protocol.claims import AUTH_SUBJECT
 
 if TYPE_CHECKING:
@@ -51,8 +50,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("callout")
 
-_USER_INFO = "$SYS.REQ.USER.INFO"
-_ACCOUNT_CONNZ = "$SYS.REQ.ACCOUNT.PING.CONNZ"  # this account's connections
 _ERROR_LOG_EVERY = 5.0
 # after a server restart every client reconnects at once, and one that gets
 # in before we re-subscribe waits out the whole auth timeout (2 s) and
@@ -186,20 +183,9 @@ class Worker:
         await self._shutdown(sub)
 
     async def _check_connection(self, nc: Client) -> None:
-        """Ask the server who we are and who else is in our account."""
-        try:
-            reply = await nc.request(_USER_INFO, b"", timeout=2)
-            info = json.loads(reply.data)["data"]
-            # replies carry other users' JWTs: parsed here, never logged
-            reply = await nc.request(_ACCOUNT_CONNZ, b'{"auth": true}', timeout=2)
-            connz = json.loads(reply.data).get("data")
-        except (NatsError, TimeoutError, ValueError, KeyError, TypeError) as exc:
-            log.info("callout.selfcheck_skipped", error=type(exc).__name__)
-            return
-        settings = self.settings
-        auth_account = settings.auth_account if settings.mode == "config" else None
-        findings = connection_findings(info, connz, auth_account=auth_account)
-        self.dispatcher.report(Verdict(tuple(findings)))
+        verdict = await self.citizen.check_connection(nc)
+        if verdict is not None:
+            self.dispatcher.report(verdict)
 
     async def _shutdown(self, sub: Any) -> None:
         self.health.draining = True
@@ -306,11 +292,14 @@ async def serve(
     """
     peers = Link.from_env()  # under `run --workers N`: one cache for all
     worker = Worker(settings, keys, policy, signers, peers=peers)
+    # off without CALLOUT_SYSTEM_*
+    sessions = LiveSessions(settings, worker.metrics, lambda: worker.policy)
+    worker.dispatcher.set_admit(sessions.admit)
     reloader = Reloader(
         settings,
         keys,
         current=lambda: worker.policy,
-        install=worker.install,
+        install=sessions.installer(worker.install),
         metrics=worker.metrics,
     )
     http = None
@@ -331,6 +320,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reloader.request, "sighup")
     watcher = asyncio.create_task(reloader.watch(stop))
+    sessions.start()
     sharing = None
     if peers is not None:
         sharing = asyncio.create_task(peers.listen(worker.login_cache))
@@ -346,5 +336,6 @@ async def serve(
             peers.close()
         await watcher
         await reloader.close()
+        await sessions.close()
         if http is not None:
             await http.stop()

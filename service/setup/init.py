@@ -67,6 +67,7 @@ class OperatorSetup:
     app_signing: KeyPair = field(default_factory=_account)
     service_user: KeyPair = field(default_factory=_user)
     sentinel_user: KeyPair = field(default_factory=_user)
+    system_user: KeyPair = field(default_factory=_user)  # the service's SYS link
     xkey: str = ""  # AUTH's public curve key, if requests are to be encrypted
     extra: Mapping[str, KeyPair] = field(default_factory=dict)
     # iat of every JWT; Ed25519 is deterministic, so the properties are stable
@@ -113,6 +114,12 @@ class OperatorSetup:
         return encode_user_jwt(claims, self.auth, now=self.now)
 
     @property
+    def system_jwt(self) -> str:
+        """A user of SYS: the service's system-account link (live sessions)."""
+        claims = UserClaims(UserNKey(self.system_user.public_key), name="callout-sys")
+        return encode_user_jwt(claims, self.system, now=self.now)
+
+    @property
     def sentinel_jwt(self) -> str:
         """A bearer user of AUTH that may do nothing: what JWT-less clients present."""
         deny_all = Permission(deny=(">",))
@@ -152,15 +159,21 @@ class WorkingSet:
     passwords: dict[str, str] = field(repr=False)  # printed once, never written
 
 
-def config_mode_body(*, issuer: str, service: str, xkey: str = "") -> str:
-    """Accounts and the auth_callout block: AUTH holds only the service login."""
+def config_mode_body(
+    *, issuer: str, service: str, xkey: str = "", system: str = ""
+) -> str:
+    """Accounts and the auth_callout block: AUTH holds only the service login;
+    `system`: the service's system-account login (live sessions), in SYS."""
     xkey_line = f"\n    xkey: {_q(xkey)}" if xkey else ""
+    sys_users = f"users: [ {{ nkey: {_q(system)} }} ] " if system else ""
+    bypass = ", ".join(_q(k) for k in (service, system) if k)
     return f"""\
 accounts {{
   # Only the service's own nkey login lives here (it bypasses the callout).
   AUTH {{ users: [ {{ nkey: {_q(service)} }} ] }}
   APP {{}}  # where the policy places users
-  SYS {{}}
+  # The service's system-account login: it finds and kicks live connections.
+  SYS {{ {sys_users}}}
 }}
 system_account: SYS
 authorization {{
@@ -168,7 +181,7 @@ authorization {{
   auth_callout {{
     issuer: {_q(issuer)}
     account: AUTH
-    auth_users: [ {_q(service)} ]{xkey_line}
+    auth_users: [ {bypass} ]{xkey_line}
   }}
 }}
 """
@@ -253,18 +266,25 @@ websocket {{ listen: "127.0.0.1:{ws_port}", no_tls: true }}
         creds = format_creds
         files["service.creds"] = creds(setup.service_jwt, setup.service_user)
         files["sentinel.creds"] = creds(setup.sentinel_jwt, setup.sentinel_user)
+        files["system.creds"] = creds(setup.system_jwt, setup.system_user)
+        settings["SYSTEM_CREDS"] = str(directory / "system.creds")
         files["app-signing.nk"] = setup.app_signing.export_seed() + "\n"
         settings["NATS_CREDS"] = str(directory / "service.creds")
         account = (
             f"{{public_key: {setup.app.public_key}, signing_key_file: app-signing.nk}}"
         )
     else:
-        issuer, login = _account(), _user()
+        issuer, login, system = _account(), _user(), _user()
         server += config_mode_body(
-            issuer=issuer.public_key, service=login.public_key, xkey=xpub
+            issuer=issuer.public_key,
+            service=login.public_key,
+            xkey=xpub,
+            system=system.public_key,
         )
         files["service.nk"] = login.export_seed() + "\n"
+        files["system.nk"] = system.export_seed() + "\n"
         settings["NATS_NKEY_SEED_FILE"] = str(directory / "service.nk")
+        settings["SYSTEM_NKEY_SEED_FILE"] = str(directory / "system.nk")
         account = "{}"
     files["issuer.nk"] = issuer.export_seed() + "\n"
     settings["ISSUER_SEED_FILE"] = str(directory / "issuer.nk")

@@ -60,6 +60,12 @@ def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
         out.append(
             "no CALLOUT_XKEY_SEED: requests (with client passwords) are not encrypted"
         )
+    if not settings.system_login:
+        out.append(
+            "no CALLOUT_SYSTEM_USER, CALLOUT_SYSTEM_NKEY_SEED_FILE or "
+            "CALLOUT_SYSTEM_CREDS: live sessions are off (a reload, a revoke and "
+            "max_connections cannot act on connections already open)"
+        )
     return out
 
 

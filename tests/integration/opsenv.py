@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+SYSTEM_LOGIN = ("callout-sys", "sys-pw-Q7w")  # the service's system-account link
+# its settings, for `Keys.env(..., **SYSTEM_ENV)`
+SYSTEM_ENV = {
+    "CALLOUT_SYSTEM_USER": SYSTEM_LOGIN[0],
+    "CALLOUT_SYSTEM_PASSWORD": SYSTEM_LOGIN[1],
+}
 PASSWORDS = {
     "alice": "alice-pw-R2d",
     "bob": "bob-pw-C3p",
@@ -99,14 +105,21 @@ class Keys:
         return keys
 
     def body(
-        self, *, xkey: str | None = None, timeout: float = 2, issuer: str = ""
+        self,
+        *,
+        xkey: str | None = None,
+        timeout: float = 2,
+        issuer: str = "",
+        system: bool = False,
     ) -> str:
-        """`config_mode_body` for these keys (nkey service login, account APP)."""
+        """`config_mode_body` for these keys (nkey service login, account APP);
+        `system` adds the SYS login of `SYSTEM_LOGIN`."""
         return config_mode_body(
             issuer=issuer or self.issuer.public_key,
             auth_nkey=self.login.public_key,
             xkey=xkey,
             timeout=timeout,
+            system_user=SYSTEM_LOGIN if system else None,
         )
 
     def env(self, url: str, policy: Path, **extra: str) -> dict[str, str]:

@@ -130,6 +130,14 @@ def _setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
         assert password not in log
 
 
+def wait_line(proc: Child, marker: str) -> None:
+    """Wait until `proc` has written a line containing `marker` (maybe already)."""
+    proc.marker, proc.seen_marker = marker, False
+    proc._wake.clear()  # a line from now on wakes us; one before is in the tail
+    if not any(marker in line for line in proc.tail):
+        proc.wait_ready(START_TIMEOUT)
+
+
 def app_account(setup: Setup) -> str:
     """What $SYS.REQ.USER.INFO reports for APP: its name, or its key (operator)."""
     if setup.mode == "config":
@@ -159,6 +167,8 @@ async def test_init_output_runs_end_to_end(setup: Setup) -> None:
         info = await user_info(admin)
     finally:
         await admin.close()
+
+    wait_line(setup.service, "callout.system_connected")  # raises if never
 
     assert echoed == [b"ping", b"ping"]
     assert "users.admin.x" in violation

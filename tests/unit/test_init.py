@@ -70,12 +70,12 @@ def test_the_server_config_passes_the_config_test(
 def test_the_files_for_each_mode_are_written(
     made: tuple[Path, str, bool, dict[str, str]],
 ) -> None:
-    """Config mode logs in with an nkey; operator mode with creds and a sentinel."""
+    """Config mode logs in with nkeys, operator mode with creds, both also to SYS."""
     directory, mode, xkey, _ = made
     mode_files = (
-        {"service.creds", "sentinel.creds", "app-signing.nk"}
+        {"service.creds", "sentinel.creds", "app-signing.nk", "system.creds"}
         if mode == "operator"
-        else {"service.nk"}
+        else {"service.nk", "system.nk"}
     )
 
     names = {p.name for p in directory.iterdir()}

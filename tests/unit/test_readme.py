@@ -70,6 +70,7 @@ def test_policy_reference_matches_the_model() -> None:
         User,
     )
     from service.policy.providers import IdentityProvider  # noqa: PLC0415
+    from service.policy.sessions import Sessions  # noqa: PLC0415
     from service.policy.throttle import Throttle  # noqa: PLC0415
 
     models: dict[str, type[BaseModel]] = {
@@ -84,6 +85,7 @@ def test_policy_reference_matches_the_model() -> None:
         "`certificates[]`": Certificate,
         "`certificates[].match`": CertificateMatch,
         "`throttle`": Throttle,
+        "`sessions`": Sessions,
     }
     tables = _policy_tables()
 
