@@ -48,6 +48,7 @@ from service.dispatch.fastlane import (
 from service.dispatch.logincache import LoginCache
 from service.dispatch.recorder import DecisionRecorder
 from service.dispatch.selfcheck import FirstRequestChecks, Verdict
+from service.dispatch.sharedkey import derive
 from service.dispatch.throttle import LoginThrottle
 from service.handler import HandlerContext, Outcome, handle
 
@@ -94,14 +95,23 @@ class Dispatcher:
         health: Health,
         peers: Link | None = None,
         audit: AuditBuffer | None = None,
+        shared_key: bytes | None = None,
     ) -> None:
+        # shared_key: the replicas' (dispatch/sharedkey.py), else the workers'
+        base = shared_key
+        if base is None and peers is not None:
+            base = peers.key
         self.login_cache = LoginCache(
             check=check_or_defer,
             ttl=settings.cache_ttl,
-            key=None if peers is None else peers.key,
+            key=derive(base, "login cache"),
             on_success=None if peers is None else peers.tell,
         )
-        self.throttle = LoginThrottle(policy.document.throttle, metrics=metrics)
+        self.throttle = LoginThrottle(
+            policy.document.throttle, metrics=metrics, key=derive(base, "throttle")
+        )
+        if peers is not None:
+            self.throttle.listen(peers.tell_event)
         self._ctx = HandlerContext(
             issuer=keys.issuer,
             xkey=keys.xkey,

@@ -333,7 +333,9 @@ async def serve(
     watcher = asyncio.create_task(reloader.watch(stop))
     sharing = None
     if peers is not None:
-        sharing = asyncio.create_task(peers.listen(worker.login_cache))
+        sharing = asyncio.create_task(
+            peers.listen(worker.login_cache, worker.dispatcher.throttle)
+        )
     try:
         await worker.run(stop)
     finally:
