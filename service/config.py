@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # audit events go to <audit_subject>.<decision>.<account>; empty = off
     audit_subject: str = ""
     audit_buffer: int = Field(default=10000, ge=1)
+    # a JetStream KV bucket for the state replicas share; empty = none
+    state_bucket: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$")
 
     @field_validator("log_level", mode="before")
     @classmethod

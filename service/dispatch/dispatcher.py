@@ -48,7 +48,7 @@ from service.dispatch.fastlane import (
 from service.dispatch.logincache import LoginCache
 from service.dispatch.recorder import DecisionRecorder
 from service.dispatch.selfcheck import FirstRequestChecks, Verdict
-from service.dispatch.sharedkey import derive
+from service.dispatch.sharedkey import derive, replica_key
 from service.dispatch.throttle import LoginThrottle
 from service.handler import HandlerContext, Outcome, handle
 
@@ -95,10 +95,10 @@ class Dispatcher:
         health: Health,
         peers: Link | None = None,
         audit: AuditBuffer | None = None,
-        shared_key: bytes | None = None,
     ) -> None:
-        # shared_key: the replicas' (dispatch/sharedkey.py), else the workers'
-        base = shared_key
+        # the HMAC keys of the state shared by replicas (a bucket), else by
+        # the workers, else by nobody (dispatch/sharedkey.py)
+        base = replica_key(keys.issuer.export_seed()) if settings.state_bucket else None
         if base is None and peers is not None:
             base = peers.key
         self.login_cache = LoginCache(

@@ -76,6 +76,16 @@ class ThrottleEvent:
         return self.id + self.kind[0].encode() + self.key + struct.pack("!d", self.at)
 
     @classmethod
+    def parse(
+        cls, id_: bytes, kind: str, key: bytes, at: float
+    ) -> ThrottleEvent | None:
+        """An event from its fields as read elsewhere (a bucket); None if not one."""
+        if len(id_) != _ID_SIZE or len(key) != KEY_SIZE or not math.isfinite(at):
+            return None
+        known = _KINDS.get(kind[:1].encode())
+        return cls(id_, known, key, at) if known == kind else None
+
+    @classmethod
     def unpack(cls, data: bytes) -> ThrottleEvent | None:
         """The event in a packet; None for anything else."""
         kind = _KINDS.get(data[_ID_SIZE : _ID_SIZE + 1])

@@ -36,6 +36,7 @@ from service.ops.metrics import Metrics
 from service.process.citizen import Citizen
 from service.process.login import login_options, login_refused
 from service.process.reload import Reloader
+from service.process.statelink import state_link
 from service.protocol.claims import AUTH_SUBJECT
 
 if TYPE_CHECKING:
@@ -90,6 +91,9 @@ class Worker:
             health=self.health,
             peers=peers,
             audit=self.citizen.audit,
+        )
+        self.state = state_link(
+            settings, self.dispatcher.login_cache, self.dispatcher.throttle
         )
         self._nc: Client | None = None
         self._sub: Subscription | None = None
@@ -157,6 +161,8 @@ class Worker:
         if nc is None:
             return
         self._nc = nc
+        if self.state is not None:  # before requests: a restarted replica starts warm
+            await self.state.start(nc)
         self.health.connected = True
         sub = self._sub = await nc.subscribe(
             AUTH_SUBJECT, queue=self.settings.queue_group, cb=self._on_msg
@@ -211,6 +217,8 @@ class Worker:
                 await self.dispatcher.wait()
         except TimeoutError:
             cut = self.dispatcher.cut_off()
+        if self.state is not None:
+            await self.state.stop()
         await self.citizen.stop()
         if self._nc is not None:
             # with the server down, nats-py's drain and close still flush what
