@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     system_password: SecretStr | None = None
     system_nkey_seed_file: Path | None = None
     system_creds: Path | None = None
+    # a JetStream KV bucket for the state replicas share; empty = none
+    state_bucket: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$")
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -8,9 +8,15 @@ one. Instead the supervisor gives every worker the same random HMAC key
 and relays each new success (its 32-byte digest, nothing else) to the
 other workers, which add it to their caches.
 
+The login throttle's failures are shared the same way (an attacker's
+guesses, spread over the workers by the queue group, add up as if one
+process saw them all): each counted failure is a `ThrottleEvent` packet,
+relayed like a digest (dispatch/throttle.py).
+
 The channel is a SOCK_SEQPACKET socketpair per worker, inherited by the
 child (its descriptor number in `PEER_FD_ENV`): one packet is the key (the
-first, from the supervisor) or one digest. The key never appears in an
+first, from the supervisor), one digest or one throttle event (told apart
+by their sizes). The key never appears in an
 environment, argument list, file or log. Sharing is best effort: a packet
 that would block is dropped (that worker then pays one bcrypt), a worker
 whose supervisor is gone keeps its own cache, and a worker started again
@@ -31,11 +37,14 @@ import structlog
 
 from service.config import worker_seat
 from service.dispatch.logincache import DIGEST_SIZE, KEY_SIZE
+from service.dispatch.throttle import EVENT_SIZE, ThrottleEvent
 
 if TYPE_CHECKING:
     from service.dispatch.logincache import LoginCache
+    from service.dispatch.throttle import LoginThrottle
 
-_PACKET = max(KEY_SIZE, DIGEST_SIZE)
+_PACKET = max(KEY_SIZE, DIGEST_SIZE, EVENT_SIZE)
+_RELAYED = frozenset({DIGEST_SIZE, EVENT_SIZE})
 _KEY_WAIT = 5.0  # seconds; the supervisor sent the key before starting us
 
 log = structlog.get_logger("callout")
@@ -68,14 +77,14 @@ class Hub:
 
     def _relay(self, index: int, end: socket.socket) -> None:
         # One thread per worker, blocked in recv: the rare packet (one per
-        # successful bcrypt) costs nothing while the workers are quiet.
+        # successful bcrypt or counted failure) costs nothing while quiet.
         with contextlib.suppress(OSError):
-            while len(digest := end.recv(_PACKET)) == DIGEST_SIZE:
+            while len(packet := end.recv(_PACKET)) in _RELAYED:
                 with self._lock:
                     others = [e for i, e in self._ends.items() if i != index]
                 for other in others:
                     with contextlib.suppress(OSError):  # full or gone: best effort
-                        other.send(digest, socket.MSG_DONTWAIT)
+                        other.send(packet, socket.MSG_DONTWAIT)
 
     def close(self) -> None:
         with self._lock:
@@ -123,18 +132,27 @@ class Link:
         sock.settimeout(None)
         return cls(sock, key)
 
-    def tell(self, digest: bytes) -> None:
-        """Send one new success to the others (from a checking thread)."""
+    def tell(self, packet: bytes) -> None:
+        """Send one new success's digest to the others (from a checking thread)."""
         with contextlib.suppress(OSError):
-            self._sock.send(digest, socket.MSG_DONTWAIT)
+            self._sock.send(packet, socket.MSG_DONTWAIT)
 
-    async def listen(self, cache: LoginCache) -> None:
-        """Add the others' successes to `cache` until the supervisor is gone."""
+    def tell_event(self, event: ThrottleEvent) -> None:
+        """Send one counted failure (or success) of the throttle to the others."""
+        self.tell(event.pack())
+
+    async def listen(
+        self, cache: LoginCache, throttle: LoginThrottle | None = None
+    ) -> None:
+        """Feed the others' successes and failures in, until the supervisor is gone."""
         self._sock.setblocking(False)  # noqa: FBT003 - the stdlib signature
         loop = asyncio.get_running_loop()
         try:
-            while len(digest := await loop.sock_recv(self._sock, _PACKET)) > 0:
-                cache.learn(digest)
+            while len(packet := await loop.sock_recv(self._sock, _PACKET)) > 0:
+                if len(packet) == DIGEST_SIZE:
+                    cache.learn(packet)
+                elif throttle is not None and (event := ThrottleEvent.unpack(packet)):
+                    throttle.learn(event)
         except OSError as exc:
             log.warning("callout.cache_sharing_stopped", error=type(exc).__name__)
 

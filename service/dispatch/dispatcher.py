@@ -48,6 +48,7 @@ from service.dispatch.fastlane import (
 from service.dispatch.logincache import LoginCache
 from service.dispatch.recorder import DecisionRecorder
 from service.dispatch.selfcheck import FirstRequestChecks, Verdict
+from service.dispatch.sharedkey import derive, replica_key
 from service.dispatch.throttle import LoginThrottle
 from service.handler import HandlerContext, Outcome, handle
 
@@ -95,13 +96,22 @@ class Dispatcher:
         peers: Link | None = None,
         audit: AuditBuffer | None = None,
     ) -> None:
+        # the HMAC keys of the state shared by replicas (a bucket), else by
+        # the workers, else by nobody (dispatch/sharedkey.py)
+        base = replica_key(keys.issuer.export_seed()) if settings.state_bucket else None
+        if base is None and peers is not None:
+            base = peers.key
         self.login_cache = LoginCache(
             check=check_or_defer,
             ttl=settings.cache_ttl,
-            key=None if peers is None else peers.key,
+            key=derive(base, "login cache"),
             on_success=None if peers is None else peers.tell,
         )
-        self.throttle = LoginThrottle(policy.document.throttle, metrics=metrics)
+        self.throttle = LoginThrottle(
+            policy.document.throttle, metrics=metrics, key=derive(base, "throttle")
+        )
+        if peers is not None:
+            self.throttle.listen(peers.tell_event)
         self._ctx = HandlerContext(
             issuer=keys.issuer,
             xkey=keys.xkey,

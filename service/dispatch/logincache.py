@@ -11,6 +11,9 @@ expire, and `clear()` runs on every policy change.
 Under `run --workers N` the workers share one key (handed over by their
 supervisor, never written anywhere) and tell each other every new success
 (service/dispatch/cachepeers.py), so a user checked on one worker is a hit on all.
+With a state bucket (CALLOUT_STATE_BUCKET) the replicas share a key derived
+from the issuer seed and keep the successes in the bucket as well
+(service/process/statelink.py), so a restarted replica starts warm.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class LoginCache:
         self.misses = 0
         self.checks = 0  # secret checks run (bcrypt), hits and misses aside
         # Called with the digest of each new success (from a checking thread).
-        self._on_success = on_success
+        self._listeners = [] if on_success is None else [on_success]
 
     def _digest(self, hashed: str, secret: str) -> bytes:
         msg = hashed.encode() + b"\0" + secret.encode()
@@ -82,9 +85,13 @@ class LoginCache:
         if not ok:
             return False
         self.learn(digest)
-        if self._on_success is not None:
-            self._on_success(digest)
+        for tell in self._listeners:
+            tell(digest)
         return True
+
+    def listen(self, tell: Callable[[bytes], None]) -> None:
+        """Have `tell` called with each new success's digest (from any thread)."""
+        self._listeners.append(tell)
 
     def holds(self, hashed: str, secret: str) -> bool:
         """Whether this login was verified before (an HMAC lookup, no bcrypt)."""
@@ -93,12 +100,12 @@ class LoginCache:
             expires = self._entries.get(digest)
         return expires is not None and expires > self._clock()
 
-    def learn(self, digest: bytes) -> None:
-        """Remember a success checked elsewhere (a sibling worker), by digest."""
-        if len(digest) != DIGEST_SIZE:
+    def learn(self, digest: bytes, age: float = 0.0) -> None:
+        """Remember a success checked elsewhere `age` seconds ago, by digest."""
+        if len(digest) != DIGEST_SIZE or age >= self._ttl:
             return
         with self._lock:
-            self._entries[digest] = self._clock() + self._ttl
+            self._entries[digest] = self._clock() + self._ttl - max(0.0, age)
             self._entries.move_to_end(digest)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)

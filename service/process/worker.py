@@ -35,6 +35,7 @@ from service.process.citizen import Citizen
 from service.process.login import login_options, login_refused
 from service.process.reload import Reloader
 from service.process.sessions import LiveSessions
+from service.process.statelink import state_link
 from service.protocol.claims import AUTH_SUBJECT
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
     from service.config import Keys, Settings
     from service.dispatch.logincache import LoginCache
+    from service.dispatch.throttle import LoginThrottle
     from service.policy import Policy
     from service.signers import AccountSigner, Loaded
 
@@ -88,6 +90,9 @@ class Worker:
             peers=peers,
             audit=self.citizen.audit,
         )
+        self.state = state_link(
+            settings, self.dispatcher.login_cache, self.dispatcher.throttle
+        )
         self._nc: Client | None = None
         self._sub: Subscription | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -103,6 +108,11 @@ class Worker:
     def login_cache(self) -> LoginCache:
         """The verification cache, for sharing with sibling workers."""
         return self.dispatcher.login_cache
+
+    @property
+    def login_throttle(self) -> LoginThrottle:
+        """The login throttle, for sharing with sibling workers."""
+        return self.dispatcher.throttle
 
     def install(self, loaded: Loaded) -> None:
         """Put a reloaded policy in force."""
@@ -154,6 +164,8 @@ class Worker:
         if nc is None:
             return
         self._nc = nc
+        if self.state is not None:  # before requests: a restarted replica starts warm
+            await self.state.start(nc)
         self.health.connected = True
         sub = self._sub = await nc.subscribe(
             AUTH_SUBJECT, queue=self.settings.queue_group, cb=self._on_msg
@@ -197,6 +209,8 @@ class Worker:
                 await self.dispatcher.wait()
         except TimeoutError:
             cut = self.dispatcher.cut_off()
+        if self.state is not None:
+            await self.state.stop()
         await self.citizen.stop()
         if self._nc is not None:
             # with the server down, nats-py's drain and close still flush what
@@ -323,7 +337,9 @@ async def serve(
     sessions.start()
     sharing = None
     if peers is not None:
-        sharing = asyncio.create_task(peers.listen(worker.login_cache))
+        sharing = asyncio.create_task(
+            peers.listen(worker.login_cache, worker.login_throttle)
+        )
     try:
         await worker.run(stop)
     finally:

@@ -12,10 +12,13 @@ import pytest
 from service.config import PEER_FD_ENV
 from service.dispatch.cachepeers import Hub, Link
 from service.dispatch.logincache import LoginCache
+from service.dispatch.throttle import LoginThrottle, ThrottleEvent
+from service.handler import Outcome
+from service.policy.throttle import Throttle
 from tests.builders import hash_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 HASH = hash_secret("right")
 
@@ -69,8 +72,13 @@ async def test_a_success_on_one_worker_reaches_the_others(
     for cache, event in zip(caches[1:], learned[1:], strict=True):
         original = cache.learn
 
-        def learn(digest: bytes, original=original, event=event) -> None:  # type: ignore[no-untyped-def]
-            original(digest)
+        def learn(
+            digest: bytes,
+            age: float = 0.0,
+            original: Callable[[bytes, float], None] = original,
+            event: asyncio.Event = event,
+        ) -> None:
+            original(digest, age)
             event.set()
 
         cache.learn = learn  # type: ignore[method-assign]
@@ -143,3 +151,43 @@ def test_a_stray_descriptor_turns_sharing_off_not_the_service(
     ours.close()  # the key never comes: EOF
     monkeypatch.setenv(PEER_FD_ENV, str(theirs.detach()))
     assert Link.from_env() is None
+
+
+async def test_a_failure_on_one_worker_counts_on_the_others(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Throttle events go through the supervisor like digests: one back-off for all."""
+    config = Throttle(failures=2, address_failures=50)
+    links = [_link(hub, i, monkeypatch) for i in range(2)]
+    throttles = [LoginThrottle(config, key=links[0].key) for _ in links]
+    throttles[0].listen(links[0].tell_event)
+    learned = asyncio.Event()
+    original = throttles[1].learn
+
+    def learn(event: ThrottleEvent) -> None:
+        original(event)
+        learned.set()
+
+    throttles[1].learn = learn  # type: ignore[method-assign]
+    tasks = [
+        asyncio.create_task(link.listen(LoginCache(key=link.key), throttle))
+        for link, throttle in zip(links, throttles, strict=True)
+    ]
+    failure = Outcome(
+        decision="deny",
+        reply=b"",
+        reason="bad_password",
+        user="john-doe",
+        client_host="198.51.100.7",
+    )
+
+    throttles[0].observe(failure)
+    await asyncio.wait_for(learned.wait(), 5)
+    throttles[1].observe(failure)
+
+    assert throttles[1].blocked("john-doe", "198.51.100.7")
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for link in links:
+        link.close()

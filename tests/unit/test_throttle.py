@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from structlog.testing import capture_logs
 
-from service.dispatch.throttle import LoginThrottle
+from service.dispatch.throttle import LoginThrottle, ThrottleEvent
 from service.handler import Outcome
 from service.ops.metrics import Metrics
 from service.policy import Deny, evaluate, parse_policy
@@ -275,3 +275,112 @@ def test_real_time_is_the_default_clock() -> None:
     assert (
         throttle._counters[throttle._id("p", "john-doe", HOST)].until > time.monotonic()
     )
+
+
+# --- shared state: events between processes ---------------------------------
+
+KEY = b"k" * 32
+
+
+def _pair() -> tuple[LoginThrottle, LoginThrottle, Clock]:
+    """Two processes' throttles with one key, each telling the other."""
+    clock = Clock()
+    first, second = (
+        LoginThrottle(CONFIG, clock=clock, wall=clock, key=KEY) for _ in range(2)
+    )
+    first.listen(second.learn)
+    second.listen(first.learn)
+    return first, second, clock
+
+
+def test_failures_spread_over_two_processes_trip_one_backoff_on_both() -> None:
+    """Two guesses on one process and one on the other: both refuse john-doe."""
+    first, second, _ = _pair()
+
+    _fail(first, "john-doe")
+    _fail(second, "john-doe")
+    assert not first.blocked("john-doe", HOST)
+    _fail(first, "john-doe")
+
+    assert first.blocked("john-doe", HOST)
+    assert second.blocked("john-doe", HOST)
+
+
+def test_an_event_heard_twice_counts_once() -> None:
+    """The same event from the supervisor and from the bucket is one failure."""
+    sender = LoginThrottle(CONFIG, key=KEY)
+    told: list[ThrottleEvent] = []
+    sender.listen(told.append)
+    _fail(sender, "john-doe")
+    _fail(sender, "john-doe")
+    receiver = LoginThrottle(CONFIG, key=KEY)
+
+    for event in told * 3:
+        receiver.learn(event)
+        sender.learn(event)  # our own, coming back
+
+    assert not receiver.blocked("john-doe", HOST)
+    assert not sender.blocked("john-doe", HOST)
+    _fail(receiver, "john-doe")
+    assert receiver.blocked("john-doe", HOST)
+
+
+def test_a_success_on_another_process_clears_the_principals_failures() -> None:
+    """Two failures here, a success there, one failure here: not blocked."""
+    first, second, _ = _pair()
+    _fail(first, "john-doe")
+    _fail(first, "john-doe")
+
+    second.observe(
+        Outcome(decision="allow", reply=b"", user="john-doe", client_host=HOST)
+    )
+    _fail(first, "john-doe")
+
+    assert not first.blocked("john-doe", HOST)
+
+
+def test_old_events_count_at_their_own_time() -> None:
+    """An event older than the window (a late or replayed one) counts for nothing."""
+    clock = Clock()
+    sender = LoginThrottle(CONFIG, clock=clock, wall=clock, key=KEY)
+    told: list[ThrottleEvent] = []
+    sender.listen(told.append)
+    for _ in range(3):
+        _fail(sender, "john-doe")
+    clock.now += 61  # the window is 60 s; the back-off (10 s) is long over
+    receiver = LoginThrottle(CONFIG, clock=clock, wall=clock, key=KEY)
+
+    for event in told:
+        receiver.learn(event)
+
+    assert not receiver.blocked("john-doe", HOST)
+
+
+def test_a_backoff_heard_of_is_enforced_but_logged_only_where_seen() -> None:
+    """A process that saw none of the failures refuses silently; no names sent."""
+    sender = LoginThrottle(CONFIG, key=KEY)
+    told: list[ThrottleEvent] = []
+    sender.listen(told.append)
+    for _ in range(3):
+        _fail(sender, "john-doe")
+    receiver = LoginThrottle(CONFIG, key=KEY)
+
+    with capture_logs() as logs:
+        for event in told:
+            receiver.learn(event)
+
+    assert receiver.blocked("john-doe", HOST)
+    assert logs == []
+    packed = b"".join(event.pack() for event in told)
+    assert b"john-doe" not in packed
+    assert HOST.encode() not in packed
+    assert {event.kind for event in told} == {"principal", "address"}
+
+
+def test_events_survive_their_packets_and_garbage_is_refused() -> None:
+    """pack/unpack round-trip; a packet of another size or kind is None."""
+    event = ThrottleEvent(b"i" * 16, "cleared", KEY, 1_700_000_000.5)
+
+    assert ThrottleEvent.unpack(event.pack()) == event
+    assert ThrottleEvent.unpack(event.pack()[:-1]) is None
+    assert ThrottleEvent.unpack(b"i" * 16 + b"x" + event.pack()[17:]) is None
