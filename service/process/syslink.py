@@ -68,7 +68,8 @@ class SystemLink:
             "servers": self._settings.servers,
             "name": "nats-auth-callout-system",
             "allow_reconnect": retry,
-            "max_reconnect_attempts": -1 if retry else 0,
+            # nats-py 2.16 takes 0 as "for ever": 1 is its smallest finite try
+            "max_reconnect_attempts": -1 if retry else 1,
             "reconnect_time_wait": 1.0,
             "connect_timeout": 2,
             "error_cb": self._on_error,

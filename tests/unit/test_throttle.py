@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import pytest
 from structlog.testing import capture_logs
 
 from service.dispatch.throttle import LoginThrottle, ThrottleEvent
@@ -18,7 +19,6 @@ from tests.factories import decoded_request
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import pytest
 
 CONFIG = Throttle(failures=3, address_failures=5, window=60, backoff=10, max_backoff=40)
 HOST, OTHER = "198.51.100.7", "203.0.113.9"
@@ -384,3 +384,9 @@ def test_events_survive_their_packets_and_garbage_is_refused() -> None:
     assert ThrottleEvent.unpack(event.pack()) == event
     assert ThrottleEvent.unpack(event.pack()[:-1]) is None
     assert ThrottleEvent.unpack(b"i" * 16 + b"x" + event.pack()[17:]) is None
+
+
+def test_max_backoff_below_backoff_is_refused() -> None:
+    """A cap shorter than the first back-off is a policy problem."""
+    with pytest.raises(ValueError, match="max_backoff must be at least backoff"):
+        Throttle(backoff=60, max_backoff=30)
