@@ -103,6 +103,13 @@ class Env:
             if r["user"] == name
         ]
 
+    async def denials(self, name: str, count: int) -> list[str]:
+        """`name`'s deny reasons once there are `count` (logged after the reply)."""
+        await asyncio.to_thread(
+            self.service.wait_for, lambda _: len(self.reasons(name)) >= count, 5
+        )
+        return self.reasons(name)
+
     async def live(self, account: str = "APP") -> float:
         metrics = await scrape(self.port)
         return metrics.get(("callout_live_connections", (("account", account),)), 0)
@@ -137,6 +144,7 @@ async def _close_clients(env: Env) -> AsyncIterator[None]:
 async def test_third_connection_refused_until_one_closes(env: Env) -> None:
     """With max_connections 2 a third connect is refused; a closed one frees a seat."""
     freed_before = len(env.service.events("callout.connection_cap_freed"))
+    denied_before = len(env.reasons("alice"))
     first = await env.connect("alice")
     await env.connect("alice")
 
@@ -155,7 +163,9 @@ async def test_third_connection_refused_until_one_closes(env: Env) -> None:
     freed = env.service.events("callout.connection_cap_freed")[-1]
 
     assert "authorization violation" in refused
-    assert env.reasons("alice")[-1] == "too_many_connections"
+    assert (await env.denials("alice", denied_before + 1))[-1] == (
+        "too_many_connections"
+    )
     assert again.is_connected
     assert (freed["principal"], freed["max_connections"]) == ("alice", 2)
 
@@ -167,11 +177,13 @@ async def test_a_burst_overshoots_no_cap(env: Env) -> None:
     results = await asyncio.gather(*(env.attempt("carol") for _ in range(6)))
 
     assert sum(nc is not None for nc in results) == 2
-    assert env.reasons("carol")[before:] == ["too_many_connections"] * 4
+    denied = await env.denials("carol", before + 4)
+    assert denied[before:] == ["too_many_connections"] * 4
 
 
 async def test_own_cap_beats_the_roles_and_no_cap_is_no_limit(env: Env) -> None:
     """dave's own 4 beats his role's 2; bob, without a cap, opens 5."""
+    before = len(env.reasons("dave"))
     for _ in range(4):
         await env.connect("dave")
     for _ in range(5):
@@ -180,13 +192,13 @@ async def test_own_cap_beats_the_roles_and_no_cap_is_no_limit(env: Env) -> None:
     refused = await env.refused("dave")
 
     assert "authorization violation" in refused
-    assert env.reasons("dave")[-1] == "too_many_connections"
+    assert (await env.denials("dave", before + 1))[-1] == "too_many_connections"
     assert env.reasons("bob") == []
 
 
 async def test_live_connections_gauge_follows_the_events(env: Env) -> None:
     """The gauge counts APP's connections, up on connect and down on close."""
-    base = await env.live()
+    base = await _gauge_reaches(env, 0)  # the other tests' closes are all in
     opened = [await env.connect("bob") for _ in range(3)]
     up = await _gauge_reaches(env, base + 3)
     for nc in opened:
