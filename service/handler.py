@@ -9,8 +9,9 @@ no reply at all. No `nats` import here; the worker does the IO and the log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from service.errors import RequestError
 from service.policy import Allow, Deny, evaluate
@@ -19,7 +20,7 @@ from service.protocol.request import read_request
 from service.protocol.response import encode_response, encode_user_jwt, seal_response
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
     from service.policy import Policy
     from service.policy.guard import Guard
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from service.protocol.nkeys import KeyPair
     from service.protocol.xkeys import CurveKeyPair
     from service.signers import AccountSigner
+
+# live sessions' last word on an Allow: a deny reason or None (see `admit`)
+Admit: TypeAlias = Callable[[Allow, "AuthRequest", float], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,9 @@ class HandlerContext:
         guard: The login throttle (None: none).
         holds: Whether the verification cache holds a login, without bcrypt.
         admit: The last word on an Allow, from live sessions: a deny reason
-            (`revoked`) or None; it must not block (it runs on the lanes).
+            (`revoked`, `too_many_connections`) or None; it must not block
+            (it runs on the lanes). It sees the request for the client's
+            server and cid: a connection it lets through is counted at once.
     """
 
     issuer: KeyPair
@@ -56,7 +62,7 @@ class HandlerContext:
     issuer_account: str = ""
     guard: Guard | None = None
     holds: Callable[[str, str], bool] | None = None
-    admit: Callable[[Allow, float], str | None] | None = None
+    admit: Admit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +178,7 @@ def handle(
         except RequestError as exc:
             return _abort(exc)
     if isinstance(decision, Allow) and ctx.admit is not None:
-        refusal = ctx.admit(decision, now)
+        refusal = ctx.admit(decision, request, now)
         if refusal is not None:
             decision = Deny(refusal, user=decision.user, via=decision.via)
     verdict: Literal["allow", "deny"]

@@ -58,9 +58,10 @@ if TYPE_CHECKING:
     from service.config import Keys, Settings
     from service.dispatch.audit import AuditBuffer
     from service.dispatch.cachepeers import Link
+    from service.handler import Admit
     from service.ops.health import Health
     from service.ops.metrics import Metrics
-    from service.policy import Allow, Policy
+    from service.policy import Policy
     from service.signers import AccountSigner, Loaded
 
     Respond = Callable[[bytes], Awaitable[None]]
@@ -165,7 +166,7 @@ class Dispatcher:
         self.login_cache.clear()
         self._metrics.set_policy(loaded.policy.version_hash)
 
-    def set_admit(self, admit: Callable[[Allow, float], str | None]) -> None:
+    def set_admit(self, admit: Admit) -> None:
         """Give live sessions the last word on each Allow (handler.py `admit`)."""
         self._ctx = dataclasses.replace(self._ctx, admit=admit)
 

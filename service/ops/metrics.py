@@ -27,7 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
 
 __all__ = ["CONTENT_TYPE", "DECISIONS", "Metrics", "Totals"]
@@ -254,6 +254,10 @@ class Metrics:
         for scope in THROTTLE_SCOPES:
             self.backoffs.labels(scope).set_function(functools.partial(active, scope))
 
+    def track_live(self, per_account: Callable[[], Mapping[str, int]]) -> None:
+        """The live connections per account, read from the view at scrape time."""
+        self.registry.register(_LiveCollector(per_account))
+
     def track_cache(self, cache: CacheCounts) -> None:
         """The verification cache's size and bcrypt count, read at scrape time."""
         self.registry.register(_CacheCollector(cache))
@@ -281,3 +285,21 @@ class _CacheCollector(Collector):
             "bcrypt checks run (verification cache misses that were checked).",
             value=self._cache.checks,
         )
+
+
+class _LiveCollector(Collector):
+    """The live connection view's counts (system-account link only)."""
+
+    def __init__(self, per_account: Callable[[], Mapping[str, int]]) -> None:
+        self._per_account = per_account
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "callout_live_connections",
+            "Client connections open now, cluster-wide, per account, as the "
+            "servers report them (every replica shows the same view).",
+            labels=["account"],
+        )
+        for account, count in sorted(self._per_account().items()):
+            family.add_metric([account], count)
+        yield family

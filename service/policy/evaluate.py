@@ -66,6 +66,7 @@ class Allow:
         identity: How the client proved who it is: "password", "token",
             "nkey", "jwt", "certificate" or "anonymous".
         via: `jwt:<provider>` or `certificate:<subject DN>`, else None.
+        max_connections: The principal's cap (0: none), for live sessions.
     """
 
     user: str
@@ -76,6 +77,7 @@ class Allow:
     source_networks: tuple[str, ...]
     identity: Identity
     via: str | None = None
+    max_connections: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,7 @@ def admit(found: Principal, request: AuthRequest, now: int) -> Decision:
         source_networks=found.source_networks,
         identity=found.identity,
         via=via,
+        max_connections=found.max_connections,
     )
 
 

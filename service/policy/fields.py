@@ -282,6 +282,9 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 ConnectionType = Literal[
     "STANDARD", "WEBSOCKET", "LEAFNODE", "LEAFNODE_WS", "MQTT", "MQTT_WS"
 ]
+# Concurrent connections of one principal, cluster-wide (docs/operations.md
+# "Connection caps"); None: no cap of its own.
+MaxConnections = Annotated[int, Field(strict=True, ge=1, le=1_000_000)] | None
 
 
 class PublishRules(BaseModel):
@@ -315,6 +318,7 @@ class Role(Macros):
     publish: PublishRules = PublishRules()
     subscribe: SubscribeRules = SubscribeRules()
     responses: Responses | None = None
+    max_connections: MaxConnections = None
 
 
 class Grantee(Macros):
@@ -323,7 +327,8 @@ class Grantee(Macros):
 
     Permissions are the union of the roles' lists (in `roles` order) and the
     own lists. `responses` is the own one, else the first role's that has one.
-    Empty `connection_types`/`source_networks` mean "any".
+    Empty `connection_types`/`source_networks` mean "any". `max_connections`
+    is the own one, else the lowest of the roles' (merging.connection_cap).
     """
 
     model_config = CONFIG
@@ -335,6 +340,7 @@ class Grantee(Macros):
     responses: Responses | None = None
     connection_types: tuple[ConnectionType, ...] = ()
     source_networks: tuple[Cidr, ...] = ()
+    max_connections: MaxConnections = None
 
     @model_validator(mode="after")
     def _no_claim_templates(self) -> Self:

@@ -27,7 +27,7 @@ from service.errors import PolicyError, Problem, ProviderProblem
 from service.policy.certs import CertificateIndex
 from service.policy.fields import DEFAULT_CALLOUT, CalloutAccount
 from service.policy.macros import trusts
-from service.policy.merging import merge_rules
+from service.policy.merging import connection_cap, merge_rules
 from service.policy.model import (
     Account,
     Grantee,
@@ -301,6 +301,9 @@ def _principal(
         connection_types=grantee.connection_types,
         source_networks=grantee.source_networks,
         networks=networks(grantee.source_networks),
+        max_connections=connection_cap(
+            grantee.max_connections, (document.roles[r] for r in grantee.roles)
+        ),
     )
 
 

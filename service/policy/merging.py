@@ -12,7 +12,7 @@ from service.policy.subjects import Rules, make_rules
 from service.protocol.claims import ResponsePermission
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from service.policy.fields import Grantee, Role
 
@@ -51,3 +51,13 @@ def merge_rules(sources: Sequence[Role | Grantee]) -> Rules:
         macros=macros.entries,
         notes=macros.notes,
     )
+
+
+def connection_cap(own: int | None, roles: Iterable[Role]) -> int:
+    """
+    A principal's `max_connections`: its own, else the lowest of its roles'
+    (a role that caps its holders is not lifted by another role); 0: none.
+    """
+    if own is not None:
+        return own
+    return min((r.max_connections for r in roles if r.max_connections), default=0)

@@ -35,6 +35,8 @@ class Principal:
             JWT never outlives it.
         via: What proved the identity, for logs: `jwt:<provider>` or
             `certificate:<subject DN>`; None for the policy's own credentials.
+        max_connections: Its concurrent connections cluster-wide at most;
+            0 for no cap (enforced by live sessions, not by `evaluate`).
     """
 
     name: str
@@ -50,6 +52,7 @@ class Principal:
     claims: Mapping[str, str] | None = None
     not_after: int = 0
     via: str | None = None
+    max_connections: int = 0
 
 
 def networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:

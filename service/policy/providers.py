@@ -25,6 +25,7 @@ from service.policy.fields import (
     Cidr,
     ConnectionType,
     Duration,
+    MaxConnections,
     RoleRef,
     duration,
     fail,
@@ -138,6 +139,8 @@ class IdentityProvider(BaseModel):
     ] = ("token",)
     connection_types: tuple[ConnectionType, ...] = ()
     source_networks: tuple[Cidr, ...] = ()
+    # per user of this provider (`<provider>:<user>`), not for all of them
+    max_connections: MaxConnections = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -182,6 +185,7 @@ class Provider:
     connection_types: tuple[str, ...]
     source_networks: tuple[str, ...]
     networks: tuple[Network, ...]
+    max_connections: int | None = None  # own; else the mapped roles' lowest
 
 
 def compile_provider(
@@ -253,4 +257,5 @@ def compile_provider(
         connection_types=spec.connection_types,
         source_networks=spec.source_networks,
         networks=networks(spec.source_networks),
+        max_connections=spec.max_connections,
     )

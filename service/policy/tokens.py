@@ -47,7 +47,7 @@ from jwt.exceptions import (
 )
 
 from service.policy.fields import Role
-from service.policy.merging import merge_rules
+from service.policy.merging import connection_cap, merge_rules
 from service.policy.principal import Principal
 
 if TYPE_CHECKING:
@@ -151,7 +151,8 @@ def from_claims(
             if not isinstance(value, str) or value not in provider.accounts:
                 return "token_bad_account", namespaced(provider, user)
             account = value
-    rules = merge_rules([*(provider.role_specs[r] for r in roles), _NO_OWN_RULES])
+    specs = [provider.role_specs[r] for r in roles]
+    rules = merge_rules([*specs, _NO_OWN_RULES])
     return Principal(
         name=namespaced(provider, user),
         identity="jwt",
@@ -166,6 +167,7 @@ def from_claims(
         claims={path: _text(lookup(claims, path)) for path in rules.claim_paths},
         not_after=_expiry(claims),
         via=f"jwt:{provider.name}",
+        max_connections=connection_cap(provider.max_connections, specs),
     )
 
 

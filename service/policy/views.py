@@ -34,12 +34,15 @@ def describe(decision: Decision) -> dict[str, object]:
         `permissions` (`pub`, `sub`, `resp`; None for a denial),
         `connection_types` and `source_networks`; and `via` (the identity
         provider or certificate subject) when there is one, so that views of
-        password, token and nkey decisions keep their shape; and `macros`
-        when permission macros granted something (`macros_view`).
+        password, token and nkey decisions keep their shape; `macros`
+        when permission macros granted something (`macros_view`); and
+        `max_connections` when the principal has a cap.
     """
     view = _view(decision)
     if decision.via is not None:
         view["via"] = decision.via
+    if isinstance(decision, Allow) and decision.max_connections:
+        view["max_connections"] = decision.max_connections
     if isinstance(decision, Allow) and decision.grant.macros:
         view["macros"] = macros_view(decision.grant)
     return view

@@ -17,6 +17,9 @@ link, in the system account, where only a system-account login can publish
 `REVOKE` and refuses the principal from then on (`admit`), until the given
 time or until a different policy is put in force; one of them (a queue
 group) hears `REVOKE_KICK` and kicks the principal's connections.
+
+Connection caps (`max_connections`) read the live view that
+process/connections.py keeps; `admit` asks it after the revocations.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from service.process.connections import LiveConnections
 from service.process.syslink import SystemLink
 from service.review.sessions import Revocation, Revocations, of_principal, to_kick
 
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from service.config import Settings
     from service.ops.metrics import Metrics
     from service.policy import Allow, Policy
+    from service.protocol.claims import AuthRequest
     from service.review.sessions import Connection
     from service.signers import Loaded
 
@@ -74,6 +79,11 @@ class LiveSessions:
         self._metrics = metrics
         self._current = current
         self.link = SystemLink(settings) if settings.system_login else None
+        self.connections = (
+            LiveConnections(self.link, current) if self.link is not None else None
+        )
+        if self.connections is not None:
+            metrics.track_live(self.connections.view.per_account)
         self.revocations = Revocations()
         self._tasks: set[asyncio.Task[None]] = set()
         self._review: asyncio.Task[None] | None = None
@@ -89,10 +99,19 @@ class LiveSessions:
         # nats-py replays these subscriptions after a reconnect
         await link.subscribe(REVOKE, self._on_revoke)
         await link.subscribe(REVOKE_KICK, self._on_revoke_kick, queue=REVOKE_QUEUE)
+        if self.connections is not None:
+            await self.connections.follow()  # until close() cancels it
 
-    def admit(self, allow: Allow, now: float) -> str | None:
-        """The handler's `admit`: `revoked` for a principal revoked now."""
-        return "revoked" if self.revocations.refused(allow.user, now) else None
+    def admit(self, allow: Allow, request: AuthRequest, now: float) -> str | None:
+        """
+        The handler's `admit`: `revoked` for a principal revoked now, else
+        `too_many_connections` for one at its cap (a revoked one takes no seat).
+        """
+        if self.revocations.refused(allow.user, now):
+            return "revoked"
+        if self.connections is not None:
+            return self.connections.admit(allow, request, now)
+        return None
 
     def installer(self, install: Callable[[Loaded], None]) -> Callable[[Loaded], None]:
         """`install`, followed by a review of live connections."""

@@ -57,6 +57,8 @@ class SystemLink:
         self._settings = settings
         self._client = Client()
         self._throttle = Throttle(_ERROR_LOG_EVERY)
+        # set after each reconnect: what was heard while away is missing
+        self.reconnected = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -73,6 +75,7 @@ class SystemLink:
             "reconnect_time_wait": 1.0,
             "connect_timeout": 2,
             "error_cb": self._on_error,
+            "reconnected_cb": self._on_reconnected,
         }
         await self._client.connect(**(opts | login_options(self._settings, "system")))
         log.info("callout.system_connected")
@@ -172,6 +175,9 @@ class SystemLink:
     def _warn(self, exc: Exception) -> None:
         if self._throttle.allow(type(exc).__name__):
             log.warning("callout.system_error", error=type(exc).__name__)
+
+    async def _on_reconnected(self) -> None:
+        self.reconnected.set()
 
     async def _on_error(self, exc: Exception) -> None:
         if self._throttle.allow(("cb", type(exc).__name__)):

@@ -99,7 +99,7 @@ def principal_key(policy: Policy, name: str) -> tuple[str, Principal] | None:
     return None  # identity-provider users: named by their token (operations.md)
 
 
-def _accounts(policy: Policy, name: str) -> set[str]:
+def account_names(policy: Policy, name: str) -> set[str]:
     """An account as CONNZ may name it: its name, or its public key (operator)."""
     account = policy.accounts.get(name)
     key = account.public_key if account is not None else None
@@ -132,7 +132,7 @@ def to_kick(
             continue
         # only a connection in the principal's own account is one we issued:
         # a static user of the same name elsewhere is not the policy's
-        if conn.account not in _accounts(old, found[1].account):
+        if conn.account not in account_names(old, found[1].account):
             continue
         out.append((conn, cause))
     return out
@@ -143,7 +143,7 @@ def of_principal(
 ) -> list[Connection]:
     """`name`'s connections in its own account (a revocation kicks these)."""
     found = principal_key(policy, name)
-    accounts = _accounts(policy, found[1].account) if found is not None else set()
+    accounts = account_names(policy, found[1].account) if found is not None else set()
     return [c for c in connections if c.user == name and c.account in accounts]
 
 

@@ -66,7 +66,23 @@ def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
             "CALLOUT_SYSTEM_CREDS: live sessions are off (a reload, a revoke and "
             "max_connections cannot act on connections already open)"
         )
+        if uses_caps(policy):
+            out.append(
+                "the policy sets max_connections, but without the system-account "
+                "login no connection cap is enforced"
+            )
     return out
+
+
+def uses_caps(policy: Policy) -> bool:
+    """Whether any user, role, provider, certificate or anonymous sets a cap."""
+    doc = policy.document
+    caps = [g.max_connections for g in (*doc.users, *doc.certificates)]
+    caps += [r.max_connections for r in doc.roles.values()]
+    caps += [p.max_connections for p in doc.identity_providers]
+    if doc.anonymous is not None:
+        caps.append(doc.anonymous.max_connections)
+    return any(caps)
 
 
 def write_seed_file(path: Path, seed: str) -> None:
