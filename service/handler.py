@@ -74,6 +74,8 @@ class Outcome:
         reply: Bytes to send back; None means abort (send nothing).
         expires: The server's deadline (unix seconds, 0 = none); past it
             a reply is useless and is dropped.
+        paced: A refusal without its decoy check: the cold lane answers it
+            when a check would have ended (policy `Deny.paced`).
     """
 
     decision: Literal["allow", "deny", "abort"]
@@ -86,6 +88,7 @@ class Outcome:
     client_type: str | None = None
     expires: int = 0
     via: str | None = None
+    paced: bool = False
 
     def log_fields(self) -> dict[str, object]:
         """
@@ -221,4 +224,5 @@ def handle(
         client_type=client_type(request) or None,
         expires=request.expires,
         via=decision.via,
+        paced=isinstance(decision, Deny) and decision.paced,
     )

@@ -43,6 +43,7 @@ from service.dispatch.fastlane import (
     Claimed,
     check_or_defer,
     decide_fast,
+    deferring,
     fast_thread,
 )
 from service.dispatch.logincache import LoginCache
@@ -82,6 +83,10 @@ class _Request:
     started: float  # perf_counter, for the duration metric
 
 
+def _paced(outcome: Outcome) -> bool:
+    return outcome.paced
+
+
 class Dispatcher:
     """Runs requests through the handler with the policy in force."""
 
@@ -109,7 +114,10 @@ class Dispatcher:
             on_success=None if peers is None else peers.tell,
         )
         self.throttle = LoginThrottle(
-            policy.document.throttle, metrics=metrics, key=derive(base, "throttle")
+            policy.document.throttle,
+            metrics=metrics,
+            key=derive(base, "throttle"),
+            deferring=deferring,
         )
         if peers is not None:
             self.throttle.listen(peers.tell_event)
@@ -124,7 +132,9 @@ class Dispatcher:
             holds=self.login_cache.holds,
         )
         self._max_inflight = settings.max_inflight
-        self.cold: ColdLane[Outcome] = ColdLane(settings.threads)
+        # an unknown name refused without its decoy is answered by the lane
+        # when a check would have been: the same time, no CPU (coldlane.py)
+        self.cold: ColdLane[Outcome] = ColdLane(settings.threads, paced=_paced)
         self._fast_pool = ThreadPoolExecutor(
             _FAST_THREADS, thread_name_prefix="callout-fast", initializer=fast_thread
         )

@@ -48,6 +48,11 @@ def check_or_defer(hashed: str, secret: str) -> bool:
     return bcrypt_check(hashed, secret)
 
 
+def deferring() -> bool:
+    """This thread is making a fast attempt: a bcrypt check would be deferred."""
+    return bool(getattr(_lane, "fast", False))
+
+
 def fast_thread() -> None:
     """Initializer of a pool whose threads only ever make fast attempts."""
     _lane.fast = True

@@ -64,6 +64,7 @@ class LoginCache:
         self.checks = 0  # secret checks run (bcrypt), hits and misses aside
         # Called with the digest of each new success (from a checking thread).
         self._listeners = [] if on_success is None else [on_success]
+        self._cleared: list[Callable[[], None]] = []
 
     def _digest(self, hashed: str, secret: str) -> bytes:
         msg = hashed.encode() + b"\0" + secret.encode()
@@ -113,7 +114,13 @@ class LoginCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def on_clear(self, then: Callable[[], None]) -> None:
+        """Have `then` called after each `clear` (on the clearing thread)."""
+        self._cleared.append(then)
+
     def clear(self) -> None:
         """Forget everything (a policy change may have changed the hashes)."""
         with self._lock:
             self._entries.clear()
+        for then in self._cleared:
+            then()

@@ -17,7 +17,10 @@ an event heard twice (from the supervisor and from the bucket, or our own
 coming back) counts once, by its random id. Sharing is best effort: a lost
 event only makes the effective limit a little higher.
 
-Thread-safe: `blocked` and `spends` are asked from the lanes' threads;
+The global budget of decoy checks (dispatch/decoys.py) is asked through
+`decoy`; it is per process and not shared.
+
+Thread-safe: `blocked`, `spends` and `decoy` are asked from the lanes' threads;
 `observe` and `learn` run on the event loop, which is also where
 back-offs start and end, and where their log lines are written.
 """
@@ -38,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import structlog
+
+from service.dispatch.decoys import DecoyBudget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -122,6 +127,7 @@ class LoginThrottle:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         key: bytes | None = None,
+        deferring: Callable[[], bool] = lambda: False,
     ) -> None:
         self._key = key if key is not None else os.urandom(KEY_SIZE)
         self._clock = clock
@@ -132,11 +138,16 @@ class LoginThrottle:
         self._active: dict[bytes, _Counter] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._listeners: list[Callable[[ThrottleEvent], None]] = []
+        # a fast attempt asks `decoy` too, but only defers to the cold lane,
+        # which asks again before the check: the token is taken there, once
+        self._deferring = deferring
+        self.decoys = DecoyBudget(config.decoys_per_second, clock=clock)
         self.configure(config)
 
     def configure(self, config: Throttle) -> None:
         """Take a (reloaded) policy's limits; counters and back-offs stay."""
         self._config = config
+        self.decoys.configure(config.decoys_per_second)
         self._exempt = tuple(ipaddress.ip_network(n) for n in config.exempt_networks)
 
     @property
@@ -179,11 +190,20 @@ class LoginThrottle:
             return True
         return not self._in_backoff(self._id("a", host), "address")
 
+    def decoy(self, host: str) -> bool:
+        """An unknown name from this address may have its decoy check now."""
+        if self._exempted(host) or self._deferring():
+            return True
+        return self.decoys.take()
+
     def observe(self, outcome: Outcome) -> None:
         """Count a decided login: failures add up, a success clears its principal."""
         host = outcome.client_host
         now = self._clock()
         self._sweep(now)
+        if outcome.paced and self._metrics is not None:
+            self._metrics.throttle("decoys")
+        self.decoys.report()
         if not host or self._exempted(host):
             return
         if outcome.decision == "allow" and outcome.user is not None:

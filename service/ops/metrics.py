@@ -34,7 +34,8 @@ __all__ = ["CONTENT_TYPE", "DECISIONS", "Metrics", "Totals"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 DECISIONS = ("allow", "deny", "abort")
-THROTTLE_SCOPES = ("principal", "address")
+THROTTLE_SCOPES = ("principal", "address")  # back-offs
+THROTTLED_SCOPES = (*THROTTLE_SCOPES, "decoys")  # and the global decoy budget
 AUDIT_DROPS = ("overflow", "not_stored", "shutdown")
 KICK_CAUSES = ("removed", "changed", "revoked")
 
@@ -147,8 +148,9 @@ class Metrics:
         self.throttled = Counter(
             "callout_throttled",
             "Logins refused without a secret check by the login throttle, by "
-            "scope: principal (in back-off at its address) or address (its "
-            "bcrypt budget spent).",
+            "scope: principal (in back-off at its address), address (its "
+            "bcrypt budget spent) or decoys (an unknown name refused without "
+            "its decoy check, paced: the global decoy budget is spent).",
             ["scope"],
             registry=r,
         )
@@ -191,7 +193,7 @@ class Metrics:
             self.dropped.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)
-        for scope in THROTTLE_SCOPES:
+        for scope in THROTTLED_SCOPES:
             self.throttled.labels(scope)
         for reason in AUDIT_DROPS:
             self.audit_dropped.labels(reason)

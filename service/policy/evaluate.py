@@ -91,11 +91,14 @@ class Deny:
             sent that match no user are not kept: they may be mistyped secrets.
         via: The identity provider (`jwt:<name>`) or certificate subject
             (`certificate:<DN>`) involved, when there was one; never a token.
+        paced: Refused without the decoy check its timing needs (the decoy
+            budget is spent): to be answered when a check would have ended.
     """
 
     reason: str
     user: str | None = None
     via: str | None = None
+    paced: bool = False
 
 
 Decision: TypeAlias = Allow | Deny
@@ -304,19 +307,26 @@ def _by_password(
         # Before any bcrypt, known name or not (no timing difference between
         # them): bcrypt 4.x would match a truncation, 5.x would raise.
         return Deny("secret_too_long", user=known)
-    hashes = [user.credential] if user is not None and known else []
+    # an unknown name asks the cache about the decoy hash, which it never
+    # holds (a decoy never succeeds): the same lookup as a known name's
+    hashed = user.credential if user is not None and known else policy.timing_hash
+    hashes = [hashed] if hashed else []
     if gate is not None and password and gate.refuses(known, hashes, password):
         # No secret check: a known name not in the cache is refused exactly
         # like an unknown one (no decoy either), so timing tells nothing.
         return Deny("throttled", user=known)
     if user is None or user.identity != "password" or not password:
+        paced = False
         if password and policy.timing_hash:
             # Spend a bcrypt check anyway, so that the response time does not
-            # tell which user names exist; the result is ignored.
-            check_secret(policy.timing_hash, password)
+            # tell which user names exist; the result is ignored. With the
+            # budget of decoys spent, the answer is paced like a check instead.
+            paced = gate is not None and not gate.decoys()
+            if not paced:
+                check_secret(policy.timing_hash, password)
         if user is None:
-            return Deny("unknown_user")
-        return Deny("bad_password", user=user.name)
+            return Deny("unknown_user", paced=paced)
+        return Deny("bad_password", user=user.name, paced=paced)
     if not check_secret(user.credential, password):
         return Deny("bad_password", user=user.name)
     return user

@@ -29,6 +29,10 @@ class Guard(Protocol):
         """A login from this address that needs bcrypt may run it."""
         ...
 
+    def decoy(self, host: str) -> bool:
+        """An unknown name from this address may have its decoy check now."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Gate:
@@ -41,8 +45,14 @@ class Gate:
     def refuses(
         self, principal: str | None, hashes: Iterable[str], secret: str
     ) -> bool:
-        if principal is not None and self.guard.blocked(principal, self.host):
+        # asked for an unknown name too ("" names no principal and is never
+        # blocked): the same work, so the time to a refusal tells nothing
+        if self.guard.blocked(principal or "", self.host) and principal:
             return True
         if any(self.holds(hashed, secret) for hashed in hashes):
             return False  # verified before: no bcrypt to spend
         return not self.guard.spends(self.host)
+
+    def decoys(self) -> bool:
+        """A decoy check may run (else the refusal is paced without one)."""
+        return self.guard.decoy(self.host)

@@ -15,7 +15,14 @@ Two scopes, each counting failures within `window`:
   wrong one counts for its principal). This is the per-address budget of
   decoy checks for unknown names, and it treats a known name whose secret is
   not cached exactly like an unknown one, so the time to refusal still does
-  not tell which names exist.
+  not tell which names exist;
+* every address together (`decoys_per_second`): the decoy checks that
+  unknown names get, so that the timing does not tell which names exist,
+  are a token bucket of that rate (holding `DECOY_BURST` seconds' worth).
+  Once it is spent, an unknown name is refused without its decoy, and the
+  refusal is paced: answered when a check would have ended (dispatch/
+  coldlane.py), on a timer, so it costs no CPU and still looks like a
+  known name's wrong password. Known names are not counted here.
 
 Addresses in `exempt_networks` are never throttled. nkey, identity-provider
 and certificate logins need no bcrypt and are never throttled.
@@ -29,6 +36,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from service.policy.fields import CONFIG, Cidr, Duration, fail
 
+DECOY_BURST = 10.0  # seconds of `decoys_per_second` the bucket holds when full
+
 
 class Throttle(BaseModel):
     """Limits and back-off for failed password and token logins."""
@@ -41,6 +50,8 @@ class Throttle(BaseModel):
     backoff: Duration = 30
     max_backoff: Duration = 900
     exempt_networks: tuple[Cidr, ...] = ()
+    # ~0.25 s of a core each at cost 12: two a second is half a core
+    decoys_per_second: Annotated[float, Field(gt=0, le=100_000)] = 2.0
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

@@ -21,7 +21,13 @@ holds no name, address, secret, password hash or token:
 
 Each replica writes what it counts or verifies and watches the whole
 bucket, feeding what the others wrote into its cache and throttle (through
-plain callables; its own writes come back and are recognised). Decisions
+plain callables; its own writes come back and are recognised). A watch
+that ends or fails mid-run is logged once and opened again, after 1 s,
+then twice as long each time up to 30 s; a new watch replays the whole
+bucket, which is also how a reload re-reads it: the reload clears the
+verification cache (the hashes may have changed), and the entries still in
+the bucket are read again at once. That is safe: an entry is an HMAC of
+the hash and the secret, so one made under a changed hash never matches. Decisions
 never wait for the bucket: writes go through a bounded queue (full: the
 write is dropped) and are read back asynchronously. Only startup waits,
 up to `LOAD_WAIT`, for the bucket's current contents before subscribing to
@@ -61,6 +67,8 @@ LOAD_WAIT = 3.0  # seconds at startup for the bucket's contents
 API_WAIT = 2.0  # seconds for a JetStream API call
 FLUSH_WAIT = 1.0  # seconds at shutdown for the writes still queued
 _LOG_EVERY = 30.0
+RETRY_FIRST = 1.0  # seconds before opening a lost watch again, doubling
+RETRY_MAX = 30.0
 _CACHE, _EVENT = "c.", "t."
 
 Write = tuple[str, bytes, float | None]  # key, value, per-message TTL
@@ -91,6 +99,12 @@ class StateLink:
         self._watcher: Any = None
         self._every = Every(_LOG_EVERY)
         self._msg_ttl = True  # per-message TTLs allowed (a bucket we created)
+        self._kv: KeyValue | None = None
+        self._rereading = False  # the watch is stopped on purpose: open another
+        self._lost = False  # the watch died, and that was logged
+        self._retry = RETRY_FIRST
+        self._loaded_once = False
+        self._watching = False  # a watch is being read now
 
     async def start(self, nc: Client) -> bool:
         """Open (or create) the bucket and read it; False, warned once, if not."""
@@ -106,6 +120,7 @@ class StateLink:
                     description="nats-auth-callout shared login state (HMACs only)",
                 )
             self._watcher = await kv.watchall()
+            self._kv = kv
         except (NatsError, TimeoutError, OSError) as exc:
             log.warning(
                 "callout.state_unavailable",
@@ -118,7 +133,7 @@ class StateLink:
         self._queue = asyncio.Queue(QUEUE)
         loaded = asyncio.Event()
         self._tasks = [
-            asyncio.create_task(self._read(loaded)),
+            asyncio.create_task(self._watch(loaded)),
             asyncio.create_task(self._write(kv)),
         ]
         with contextlib.suppress(TimeoutError):
@@ -187,17 +202,69 @@ class StateLink:
 
     # --- everyone's, from the bucket ----------------------------------------
 
+    def reread(self) -> None:
+        """Read the whole bucket again (the cache was cleared: a reload)."""
+        if not self._watching or self._rereading or self._queue is None:
+            return  # not linked, stopping, or a new watch is on its way anyway
+        self._rereading = True
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(self._stop_watch()))
+
+    async def _stop_watch(self) -> None:
+        with contextlib.suppress(NatsError, TimeoutError, OSError):
+            await self._watcher.stop()  # its reader then opens another at once
+
+    async def _watch(self, loaded: asyncio.Event) -> None:
+        """Read the bucket, and open the watch again whenever it ends."""
+        while True:
+            try:
+                await self._read(loaded)
+                error = "ended"
+            except (NatsError, TimeoutError, OSError) as exc:
+                error = type(exc).__name__
+            loaded.set()  # startup does not wait for a watch that died
+            delay = 0.0
+            if self._rereading:
+                self._rereading = False
+            else:
+                if not self._lost:
+                    self._lost = True
+                    log.warning(
+                        "callout.state_watch_lost", bucket=self.bucket, error=error
+                    )
+                delay, self._retry = self._retry, min(self._retry * 2, RETRY_MAX)
+            self._watcher = await self._reopen(delay)
+
+    async def _reopen(self, delay: float) -> KeyValue.KeyWatcher:
+        assert self._kv is not None  # noqa: S101 - set before the watch started
+        while True:
+            await asyncio.sleep(delay)  # a back-off between attempts, not a wait
+            try:
+                return await self._kv.watchall()
+            except (NatsError, TimeoutError, OSError):
+                delay = min(max(delay * 2, RETRY_FIRST), RETRY_MAX)
+
     async def _read(self, loaded: asyncio.Event) -> None:
+        self._watching = True
+        try:
+            await self._drain(loaded)
+        finally:
+            self._watching = False
+
+    async def _drain(self, loaded: asyncio.Event) -> None:
         logins = events = 0
         async for entry in self._watcher:
-            if entry is None:  # the end of what the bucket held at startup
+            if entry is None:  # the end of what the bucket held when watched
                 loaded.set()
-                log.info(
-                    "callout.state_loaded",
-                    bucket=self.bucket,
-                    logins=logins,
-                    events=events,
-                )
+                self._retry = RETRY_FIRST  # this watch works: a fresh back-off
+                if not self._loaded_once or self._lost:
+                    event = (
+                        "callout.state_watch_restored"
+                        if self._lost
+                        else "callout.state_loaded"
+                    )
+                    log.info(event, bucket=self.bucket, logins=logins, events=events)
+                self._loaded_once, self._lost = True, False
                 continue
             if entry.operation is not None or not entry.value:
                 continue  # a deletion or an expiry marker
@@ -226,6 +293,7 @@ class StateLink:
 
     async def stop(self) -> None:
         """Write what is queued (up to `FLUSH_WAIT`), then stop reading."""
+        self._rereading = True  # the watch ends on purpose: no warning
         if self._queue is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FLUSH_WAIT):
@@ -253,5 +321,6 @@ def state_link(
         event_ttl=lambda: throttle.memory,
     )
     cache.listen(link.tell_success)
+    cache.on_clear(link.reread)
     throttle.listen(link.tell_event)
     return link
