@@ -308,6 +308,10 @@ class Dispatcher:
     async def _finish(self, req: _Request, outcome: Outcome) -> None:
         """Reply (unless too late), log, and check a new server's configuration."""
         reply = outcome.reply
+        # Counted before the client hears the answer: a guesser's next try
+        # (sent as soon as this refusal arrives) must meet the new count, or
+        # a sequential guesser would get a free bcrypt check per failure.
+        self.throttle.observe(outcome)
         if reply is not None:
             # exp is whole seconds (see protocol.request.decode_request): past
             # exp + 1 the server has certainly given up, so a reply is noise.
@@ -318,7 +322,6 @@ class Dispatcher:
             else:
                 await req.respond(reply)
         self._record.outcome(outcome, req.started, req.ctx.policy.version_hash)
-        self.throttle.observe(outcome)
         if self._checks.first_seen(outcome, req.data, req.headers) is not None:
             # after the reply and outside the request: a check never delays
             # or counts as a request, and never queues behind bcrypt
