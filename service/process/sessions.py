@@ -64,10 +64,10 @@ class Pacer:
     async def wait(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        at = max(now, self._next)
-        self._next = at + self._gap
-        if at > now:
-            await asyncio.sleep(at - now)  # pacing, not synchronisation
+        if self._next > now:
+            await asyncio.sleep(self._next - now)  # pacing, not synchronisation
+        # from when it really goes: a late wake-up never makes the next closer
+        self._next = loop.time() + self._gap
 
 
 class LiveSessions:

@@ -189,7 +189,9 @@ async def test_kicks_keep_to_kicks_per_second_with_200_connections(
     assert len({(k["server"], k["cid"]) for k in kicks}) == count
     assert len({k["server"] for k in kicks}) == 3
     assert times[-1] - times[0] >= (count - 1) / rate * 0.95
-    assert busiest <= rate + 1
+    # kicks start paced; a line is written when its kick returned, and those
+    # round trips vary by some milliseconds, so a window may catch one or two
+    assert busiest <= rate + 3
 
 
 async def _revoke(cluster: Cluster, *args: str) -> tuple[int, str]:

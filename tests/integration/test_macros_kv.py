@@ -204,9 +204,11 @@ async def test_the_escalation_trap_is_real_so_admin_is_account_trust(
 
     await keeper.js.update_stream(config)
     root = await env.login("root")
-    await root.nc.publish("users.victim.private", b"secret")
-    await root.nc.flush()
+    # a JetStream publish returns once the stream stored it (a core publish
+    # and a flush do not wait for the stream's own ingest)
+    ack = await root.js.publish("users.victim.private", b"secret")
     got = await keeper.js.get_last_msg("KV_own", "users.victim.private")
 
+    assert ack.stream == "KV_own"
     assert got.data == b"secret"
     assert kv is not None
