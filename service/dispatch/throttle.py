@@ -164,6 +164,8 @@ class LoginThrottle:
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
     def _exempted(self, host: str) -> bool:
+        if not self._exempt:
+            return False  # the default: no address to parse on every login
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
@@ -180,13 +182,15 @@ class LoginThrottle:
 
     def blocked(self, principal: str, host: str) -> bool:
         """The principal is in back-off at this address (refuse, any secret)."""
-        if self._exempted(host):
+        # no counter at all (the usual case): nothing can be in back-off, and
+        # an honest login pays no HMAC for the throttle
+        if not self._counters or self._exempted(host):
             return False
         return self._in_backoff(self._id("p", principal, host), "principal")
 
     def spends(self, host: str) -> bool:
         """A login from this address that needs bcrypt may run it."""
-        if self._exempted(host):
+        if not self._counters or self._exempted(host):
             return True
         return not self._in_backoff(self._id("a", host), "address")
 
@@ -207,6 +211,8 @@ class LoginThrottle:
         if not host or self._exempted(host):
             return
         if outcome.decision == "allow" and outcome.user is not None:
+            if not self._counters:
+                return  # no failure anywhere: nothing to clear
             key = self._id("p", outcome.user, host)
             if self._clear(key, now):
                 self._tell("cleared", key)
