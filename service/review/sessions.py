@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from service.policy.tokens import NAMESPACE_SEPARATOR
 from service.review.diff import principal_facts
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def principal_key(policy: Policy, name: str) -> tuple[str, Principal] | None:
                 return f"certificate:{name}", entry
     if name == "anonymous" and policy.anonymous is not None:
         return "anonymous", policy.anonymous
-    return None  # identity-provider users: named by their token (operations.md)
+    return None  # identity-provider users: see accounts_of
 
 
 def account_names(policy: Policy, name: str) -> set[str]:
@@ -119,6 +120,19 @@ def stale(old: Policy, new: Policy) -> dict[str, str]:
     return out
 
 
+def accounts_of(policy: Policy, name: str) -> set[str]:
+    """The accounts a principal's connections can be in (CONNZ's names for them)."""
+    provider_name, separator, _ = name.partition(NAMESPACE_SEPARATOR)
+    if separator:  # an identity provider's user, `<provider>:<user claim>`
+        provider = next((p for p in policy.providers if p.name == provider_name), None)
+        if provider is None:
+            return set()
+        names = {provider.account, *provider.accounts}
+        return {n for account in names for n in account_names(policy, account)}
+    found = principal_key(policy, name)
+    return account_names(policy, found[1].account) if found is not None else set()
+
+
 def to_kick(
     connections: list[Connection], old: Policy, new: Policy
 ) -> list[tuple[Connection, str]]:
@@ -126,13 +140,12 @@ def to_kick(
     causes = stale(old, new)
     out = []
     for conn in connections:
-        cause = causes.get(conn.user)
-        found = principal_key(old, conn.user)
-        if cause is None or found is None:
-            continue
+        # a provider's user goes with its provider's facts (its roles, accounts)
+        owner = conn.user.partition(NAMESPACE_SEPARATOR)[0]
+        cause = causes.get(conn.user) or causes.get(owner)
         # only a connection in the principal's own account is one we issued:
         # a static user of the same name elsewhere is not the policy's
-        if conn.account not in account_names(old, found[1].account):
+        if cause is None or conn.account not in accounts_of(old, conn.user):
             continue
         out.append((conn, cause))
     return out
@@ -142,8 +155,7 @@ def of_principal(
     connections: list[Connection], policy: Policy, name: str
 ) -> list[Connection]:
     """`name`'s connections in its own account (a revocation kicks these)."""
-    found = principal_key(policy, name)
-    accounts = account_names(policy, found[1].account) if found is not None else set()
+    accounts = accounts_of(policy, name)
     return [c for c in connections if c.user == name and c.account in accounts]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,7 +19,13 @@ from service.review.sessions import (
     parse_connz,
     to_kick,
 )
+from tests import idp
 from tests.builders import hash_secret
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from service.policy import Policy
 
 HASH = hash_secret("pw", 4)
 
@@ -165,3 +172,40 @@ def test_of_principal_keeps_its_own_account_only() -> None:
     live = [_conn("alice", 1), _conn("alice", 2, account="OTHER"), _conn("bob", 3)]
 
     assert [c.cid for c in of_principal(live, policy, "alice")] == [1]
+
+
+def _provider_policy(directory: Path, role_map: str) -> Policy:
+    (directory / "jwks.json").write_text(json.dumps(idp.jwks(idp.SigningKey.ec("k"))))
+    provider = (
+        "identity_providers:\n"
+        "  - {name: keycloak, issuer: https://idp.example, audiences: [nats],\n"
+        "     algorithms: [ES256], jwks_file: jwks.json, roles_claim: roles,\n"
+        f"     role_map: {role_map}, account_claim: tenant}}\n"
+    )
+    text = _policy(_user("alice"), extra="") + provider
+    return parse_policy(text, base_dir=directory)
+
+
+def test_an_identity_providers_users_go_with_its_facts(tmp_path: Path) -> None:
+    """A provider's changed role map kicks its users, in any account it places."""
+    old = _provider_policy(tmp_path, "{nats-customer: customer}")
+    new = _provider_policy(tmp_path, "{nats-other: customer}")
+    conns = [
+        _conn("keycloak:alice", 1),
+        _conn("keycloak:bob", 2, account="OTHER"),  # placed by the tenant claim
+        _conn("keycloak:carol", 3, account="SYS"),  # not an account it places
+        _conn("alice", 4),  # the local user, unchanged
+    ]
+
+    kicked = to_kick(conns, old, new)
+
+    assert [(c.cid, cause) for c, cause in kicked] == [(1, "changed"), (2, "changed")]
+    assert to_kick(conns, old, old) == []
+
+
+def test_a_provider_user_can_be_revoked(tmp_path: Path) -> None:
+    """of_principal finds a provider user's connections in its provider's accounts."""
+    policy = _provider_policy(tmp_path, "{nats-customer: customer}")
+    conns = [_conn("keycloak:alice", 1), _conn("keycloak:alice", 2, account="SYS")]
+
+    assert [c.cid for c in of_principal(conns, policy, "keycloak:alice")] == [1]
