@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     http_listen: str = ""
+    # the bearer token of POST /admin/revoke on the HTTP port; none = off
+    admin_token_file: Path | None = None
     max_inflight: int = Field(default=1024, ge=1)
     threads: int = Field(default_factory=usable_cores, ge=1)
     workers: int = Field(default=1, ge=1)

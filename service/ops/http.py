@@ -1,5 +1,6 @@
 """
-The operations endpoint: `/healthz`, `/readyz`, `/metrics` (aiohttp).
+The operations endpoint: `/healthz`, `/readyz`, `/metrics` (aiohttp), and
+`POST /admin/revoke` when CALLOUT_ADMIN_TOKEN_FILE turns it on (ops/admin.py).
 
 It runs on the worker's event loop, so an answer from `/healthz` is itself
 the proof that the loop is alive; a blocked loop makes the probe time out,
@@ -30,11 +31,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from service.errors import ConfigError
 from service.log import Throttle
+from service.ops import admin
 from service.ops.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from service.ops.admin import Revoke
     from service.ops.metrics import Metrics
 
 log = structlog.get_logger("callout")
@@ -142,6 +145,9 @@ class HttpApi:
         not_ready: Returns None when ready, else a short reason code.
         header_timeout, idle_timeout, max_connections: The defences above
             (tests make them small).
+        admin_token: The bearer token of `POST /admin/revoke` (ops/admin.py);
+            None: that path is off (404).
+        revoke: Does the revocation: (status, JSON answer); None: 503.
     """
 
     def __init__(
@@ -153,6 +159,8 @@ class HttpApi:
         header_timeout: float = HEADER_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        admin_token: bytes | None = None,
+        revoke: Revoke | None = None,
     ) -> None:
         self.host, self.port = parse_listen(listen)
         self._metrics = metrics
@@ -166,6 +174,11 @@ class HttpApi:
             "/metrics": self._metrics_page,
         }
         self._throttle = Throttle(LOG_EVERY)
+        self._admin = (
+            None
+            if admin_token is None
+            else admin.AdminRevoke(admin_token, revoke, self._throttle)
+        )
         # Not logging.getLogger(): a logger of its own, outside the tree, so
         # no other configuration (or the last-resort stderr handler) sees it.
         self._aiohttp_log = logging.Logger("nats-auth-callout.http")  # noqa: LOG001
@@ -238,6 +251,8 @@ class HttpApi:
         if deadline is not None:
             deadline.cancel()
             self._open[request.protocol] = None
+        if request.path == admin.PATH and self._admin is not None:
+            return await self._admin.handle(request)
         page = self._pages.get(request.path)
         if page is None:
             return web.Response(status=404, text="404: Not Found")

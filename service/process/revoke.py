@@ -1,7 +1,8 @@
 """
-`nats-auth-callout revoke USER`: over the system-account link
-(CALLOUT_SYSTEM_*), tell every running instance to refuse USER (`revoked`),
-then have one of them kick USER's connections cluster-wide.
+`nats-auth-callout revoke USER` (and `POST /admin/revoke`, process/admin.py):
+over the system-account link (CALLOUT_SYSTEM_*), tell every running
+instance to refuse USER (`revoked`), then have one of them kick USER's
+connections cluster-wide.
 
 The order matters: the refusal is in force on every instance that answered
 before the first kick, so a kicked client that reconnects at once is
@@ -29,6 +30,10 @@ KICK_WAIT = 300.0  # seconds: the kicks are paced (sessions.kicks_per_second)
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
+class RevokeFailed(Exception):
+    """Nothing or only part was done; the text says what (no secrets)."""
+
+
 def _say(text: str) -> None:
     print(text, file=sys.stderr)  # noqa: T201
 
@@ -45,27 +50,43 @@ async def revoke(settings: Settings, revocation: Revocation) -> int:
         _say(f"cannot connect with the system-account login: {type(exc).__name__}")
         return EXIT_USAGE
     try:
-        answers = await link.ask_all(REVOKE, revocation.encode())
-        instances = sum(_field(a, "revoked") is True for a in answers)
-        if instances == 0:
-            _say("no running instance answered: nothing revoked, nobody kicked")
-            return EXIT_FAIL
-        try:
-            reply = await link.request(REVOKE_KICK, revocation.encode(), KICK_WAIT)
-        except (NatsError, TimeoutError) as exc:
-            _say(f"revoked on {instances} instances; kicking: {type(exc).__name__}")
-            return EXIT_FAIL
-        outcome = {
-            "user": revocation.user,
-            "instances": instances,
-            "found": _field(reply, "found"),
-            "kicked": _field(reply, "kicked"),
-            "until": revocation.until or None,
-        }
-        print(json.dumps(outcome))  # noqa: T201
-        return EXIT_OK
+        outcome = await revoke_over(link, revocation)
+    except RevokeFailed as exc:
+        _say(str(exc))
+        return EXIT_FAIL
     finally:
         await link.close()
+    print(json.dumps(outcome))  # noqa: T201
+    return EXIT_OK
+
+
+async def revoke_over(link: SystemLink, revocation: Revocation) -> dict[str, object]:
+    """
+    Revoke on every instance, then kick, over a connected system link.
+
+    Returns:
+        `{"user", "instances", "found", "kicked", "until"}`, what the CLI prints.
+
+    Raises:
+        RevokeFailed: No instance answered, or the kick request failed.
+    """
+    answers = await link.ask_all(REVOKE, revocation.encode())
+    instances = sum(_field(a, "revoked") is True for a in answers)
+    if instances == 0:
+        msg = "no running instance answered: nothing revoked, nobody kicked"
+        raise RevokeFailed(msg)
+    try:
+        reply = await link.request(REVOKE_KICK, revocation.encode(), KICK_WAIT)
+    except (NatsError, TimeoutError) as exc:
+        msg = f"revoked on {instances} instances; kicking: {type(exc).__name__}"
+        raise RevokeFailed(msg) from None
+    return {
+        "user": revocation.user,
+        "instances": instances,
+        "found": _field(reply, "found"),
+        "kicked": _field(reply, "kicked"),
+        "until": revocation.until or None,
+    }
 
 
 def _field(payload: bytes, name: str) -> object:

@@ -29,8 +29,8 @@ from service.dispatch.dispatcher import Dispatcher
 from service.errors import ConfigError
 from service.log import Throttle
 from service.ops.health import Health
-from service.ops.http import HttpApi
 from service.ops.metrics import Metrics
+from service.process.admin import http_api
 from service.process.citizen import Citizen
 from service.process.login import login_options, login_refused
 from service.process.reload import Reloader
@@ -318,12 +318,8 @@ async def serve(
     )
     http = None
     try:
-        if settings.http_listen:
-            http = HttpApi(
-                settings.http_listen,
-                metrics=worker.metrics,
-                not_ready=worker.health.not_ready,
-            )
+        http = http_api(settings, worker.metrics, worker.health, sessions)
+        if http is not None:
             await http.start()
     except (ConfigError, OSError) as exc:
         log.error("callout.startup_failed", error=str(exc))  # noqa: TRY400 - explained
