@@ -60,6 +60,11 @@ def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
         out.append(
             "no CALLOUT_XKEY_SEED: requests (with client passwords) are not encrypted"
         )
+    if settings.admin_token_file is not None and not settings.http_listen:
+        out.append(
+            "CALLOUT_ADMIN_TOKEN_FILE is set but CALLOUT_HTTP_LISTEN is not: "
+            "there is no HTTP port, so no /admin/revoke"
+        )
     if not settings.system_login:
         out.append(
             "no CALLOUT_SYSTEM_USER, CALLOUT_SYSTEM_NKEY_SEED_FILE or "

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from service.cli import startup_warnings
 from service.config import Settings
 from service.policy import parse_policy
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 POLICY = parse_policy(
     """version: 1
@@ -36,3 +41,18 @@ def test_nkey_login_over_plain_url_is_not_called_cleartext() -> None:
     warnings = startup_warnings(settings, POLICY)
 
     assert not any("clear" in w for w in warnings)
+
+
+def test_an_admin_token_without_an_http_port_is_warned_about(tmp_path: Path) -> None:
+    """A token file with no HTTP port would silently leave /admin/revoke off."""
+    token = tmp_path / "admin.token"
+    settings = Settings(xkey_seed="x", admin_token_file=token, http_listen="")
+
+    warnings = startup_warnings(settings, POLICY)
+    with_port = startup_warnings(
+        Settings(xkey_seed="x", admin_token_file=token, http_listen="127.0.0.1:0"),
+        POLICY,
+    )
+
+    assert any("CALLOUT_ADMIN_TOKEN_FILE is set but" in w for w in warnings)
+    assert not any("CALLOUT_ADMIN_TOKEN_FILE" in w for w in with_port)
