@@ -149,6 +149,12 @@ def parser() -> argparse.ArgumentParser:
             default=True,
             help="encrypt requests to the service (default; --no-xkey: plain)",
         )
+        command.add_argument(
+            "--audit",
+            action="store_true",
+            help="JetStream in the callout account and audit events to the "
+            "CALLOUT_AUDIT stream (made by the service)",
+        )
         command.add_argument("--port", type=_port, default=4222, help="client port")
         command.add_argument("--ws-port", type=_port, default=8080, help="WebSocket")
         command.add_argument(

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # audit events go to <audit_subject>.<decision>.<account>; empty = off
     audit_subject: str = ""
     audit_buffer: int = Field(default=10000, ge=1)
+    # a stream the service creates for them if missing; empty = none
+    audit_stream: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$")
+    audit_max_age: float = Field(default=7 * 86400.0, gt=0)  # seconds
+    audit_max_bytes: int = Field(default=1 << 30, ge=1)
     # a second, optional login in the system account: live sessions (kicks,
     # revocations, connection caps) need it; without it they are off
     system_user: str | None = None

@@ -1,6 +1,7 @@
 """
 The service as a NATS citizen: `$SRV` discovery (process/micro.py), when
-`CALLOUT_AUDIT_SUBJECT` is set audit events (process/auditlink.py), and the
+`CALLOUT_AUDIT_SUBJECT` is set audit events (process/auditlink.py; their
+stream, process/auditstream.py, with CALLOUT_AUDIT_STREAM), and the
 self-check of its own login after connecting, all on the worker's
 connection. Kept out of worker.py, which only calls `start` once subscribed,
 `check_connection` after that and `stop` once the requests are answered.
@@ -17,6 +18,7 @@ from nats.errors import Error as NatsError
 from service.dispatch.audit import AuditBuffer
 from service.dispatch.selfcheck import Verdict, connection_findings
 from service.process.auditlink import AuditLink
+from service.process.auditstream import ensure_stream
 from service.process.micro import MicroService, new_instance_id
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ class Citizen:
     async def start(self, nc: Client) -> None:
         await self.micro.start(nc)
         if self._link is not None:
+            if self._settings.audit_stream:  # before the first event is sent
+                await ensure_stream(nc, self._settings)
             self._link.start(nc)
 
     async def stop(self) -> None:

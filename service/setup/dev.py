@@ -242,6 +242,7 @@ def run(
     port: int = 4222,
     ws_port: int = 8080,
     cost: int = 12,
+    audit: bool = False,
 ) -> int:
     """
     Run the quick start until Ctrl-C/SIGTERM/SIGHUP (exit 0) or a child dies (1).
@@ -272,7 +273,13 @@ def run(
     try:
         hang_up_with_parent()
         working_set = generate(
-            target, mode=mode, xkey=xkey, port=port, ws_port=ws_port, cost=cost
+            target,
+            mode=mode,
+            xkey=xkey,
+            port=port,
+            ws_port=ws_port,
+            cost=cost,
+            audit=audit,
         )
         write(working_set)
         say(f"nats-auth-callout dev: {mode} mode, files in {working_set.directory}")
@@ -310,7 +317,12 @@ def run(
 
 def main(args: argparse.Namespace) -> int:
     """`init DIR` and `dev` from the parsed command line; the exit code."""
-    options = {"mode": args.mode, "xkey": args.xkey, "cost": args.cost}
+    options = {
+        "mode": args.mode,
+        "xkey": args.xkey,
+        "cost": args.cost,
+        "audit": args.audit,
+    }
     ports = {"port": args.port, "ws_port": args.ws_port}
     try:
         if args.command == "dev":

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 Mode = Literal["config", "operator"]
 DEMO_USERS = {"john-doe": "customer", "admin": "admin"}
 ACCOUNT = "APP"
+# `--audit`'s subject, joined: a "callout.*" literal reads as a log event name
+# to tests/unit/test_docs.py
+AUDIT_SUBJECT = ".".join(("callout", "audit"))  # noqa: FLY002
 
 
 _q = json.dumps  # a quoted string, for nats-server.conf
@@ -69,6 +72,7 @@ class OperatorSetup:
     sentinel_user: KeyPair = field(default_factory=_user)
     system_user: KeyPair = field(default_factory=_user)  # the service's SYS link
     xkey: str = ""  # AUTH's public curve key, if requests are to be encrypted
+    jetstream: bool = False  # in AUTH (the audit stream), unlimited
     extra: Mapping[str, KeyPair] = field(default_factory=dict)
     # iat of every JWT; Ed25519 is deterministic, so the properties are stable
     now: int = field(default_factory=lambda: int(time.time()))
@@ -91,7 +95,10 @@ class OperatorSetup:
         accounts = [
             AccountClaims(AccountKey(self.system.public_key), "SYS"),
             AccountClaims(
-                AccountKey(self.auth.public_key), "AUTH", authorization=callout
+                AccountKey(self.auth.public_key),
+                "AUTH",
+                authorization=callout,
+                jetstream=self.jetstream,
             ),
             AccountClaims(
                 AccountKey(self.app.public_key),
@@ -160,17 +167,24 @@ class WorkingSet:
 
 
 def config_mode_body(
-    *, issuer: str, service: str, xkey: str = "", system: str = ""
+    *,
+    issuer: str,
+    service: str,
+    xkey: str = "",
+    system: str = "",
+    jetstream: bool = False,
 ) -> str:
-    """Accounts and the auth_callout block: AUTH holds only the service login;
-    `system`: the service's system-account login (live sessions), in SYS."""
+    """Accounts and the auth_callout block: AUTH holds only the service login
+    (and with `jetstream` the audit stream); `system`: the service's
+    system-account login (live sessions), in SYS."""
     xkey_line = f"\n    xkey: {_q(xkey)}" if xkey else ""
+    js = ", jetstream: enabled" if jetstream else ""
     sys_users = f"users: [ {{ nkey: {_q(system)} }} ] " if system else ""
     bypass = ", ".join(_q(k) for k in (service, system) if k)
     return f"""\
 accounts {{
   # Only the service's own nkey login lives here (it bypasses the callout).
-  AUTH {{ users: [ {{ nkey: {_q(service)} }} ] }}
+  AUTH {{ users: [ {{ nkey: {_q(service)} }} ]{js} }}
   APP {{}}  # where the policy places users
   # The service's system-account login: it finds and kicks live connections.
   SYS {{ {sys_users}}}
@@ -235,8 +249,10 @@ def generate(
     port: int = 4222,
     ws_port: int = 8080,
     cost: int = 12,
+    audit: bool = False,
 ) -> WorkingSet:
-    """Build every file of a working set for `directory` (nothing is written)."""
+    """Build every file of a working set for `directory` (nothing is written);
+    `audit`: JetStream in the callout account and audit events to a stream."""
     directory = directory.absolute()  # callout.env must work from any cwd
     curve = CurveKeyPair.create() if xkey else None
     xpub = "" if curve is None else curve.public_key
@@ -253,10 +269,12 @@ server_name: callout-dev
 listen: "127.0.0.1:{port}"
 websocket {{ listen: "127.0.0.1:{ws_port}", no_tls: true }}
 """
+    if audit:  # the callout account's audit stream lives here
+        server += f"jetstream {{ store_dir: {_q(str(directory / 'jetstream'))} }}\n"
     files: dict[str, str] = {}
     settings = {"NATS_URL": f"nats://127.0.0.1:{port}", "MODE": mode}
     if mode == "operator":
-        setup = OperatorSetup(xkey=xpub)
+        setup = OperatorSetup(xkey=xpub, jetstream=audit)
         issuer = setup.auth
         server += (
             "# No auth_callout block: the AUTH account JWT carries it. The operator\n"
@@ -280,6 +298,7 @@ websocket {{ listen: "127.0.0.1:{ws_port}", no_tls: true }}
             service=login.public_key,
             xkey=xpub,
             system=system.public_key,
+            jetstream=audit,
         )
         files["service.nk"] = login.export_seed() + "\n"
         files["system.nk"] = system.export_seed() + "\n"
@@ -292,6 +311,8 @@ websocket {{ listen: "127.0.0.1:{ws_port}", no_tls: true }}
         files["xkey.nk"] = curve.export_seed() + "\n"
         settings["XKEY_SEED_FILE"] = str(directory / "xkey.nk")
     settings["POLICY_FILE"] = str(directory / "policy.yaml")
+    if audit:  # the service makes the stream at startup (process/auditstream.py)
+        settings |= {"AUDIT_SUBJECT": AUDIT_SUBJECT, "AUDIT_STREAM": "CALLOUT_AUDIT"}
     files["nats-server.conf"] = server
     files["policy.yaml"] = policy_yaml(hashes, account)
     files["callout.env"] = env_file(settings)

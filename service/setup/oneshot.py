@@ -65,6 +65,11 @@ def startup_warnings(settings: Settings, policy: Policy) -> list[str]:
             "CALLOUT_ADMIN_TOKEN_FILE is set but CALLOUT_HTTP_LISTEN is not: "
             "there is no HTTP port, so no /admin/revoke"
         )
+    if settings.audit_stream and not settings.audit_subject:
+        out.append(
+            "CALLOUT_AUDIT_STREAM is set but CALLOUT_AUDIT_SUBJECT is not: no "
+            "audit events, so no stream is made"
+        )
     if not settings.system_login:
         out.append(
             "no CALLOUT_SYSTEM_USER, CALLOUT_SYSTEM_NKEY_SEED_FILE or "

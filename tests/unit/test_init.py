@@ -251,3 +251,29 @@ def test_ports_out_of_range_are_usage_errors(
 
     assert exited.value.code == 2
     assert not (tmp_path / "set").exists()
+
+
+@pytest.mark.parametrize("mode", ["config", "operator"])
+def test_init_audit_enables_jetstream_for_the_callout_account(
+    tmp_path: Path, mode: str
+) -> None:
+    """`--audit` turns on JetStream in AUTH (store inside the set) and the stream."""
+    directory = tmp_path / "set"
+    assert init(directory, "--mode", mode, "--audit") == 0
+    conf = (directory / "nats-server.conf").read_text()
+    settings = load_settings(directory / "callout.env")
+    store = f'jetstream {{ store_dir: "{directory / "jetstream"}" }}'
+
+    checked = check_config(directory / "nats-server.conf")
+
+    assert checked.returncode == 0, checked.stdout
+    assert store in conf
+    if mode == "config":
+        assert re.search(r"AUTH \{ users: .*, jetstream: enabled \}", conf)
+    else:
+        preload = dict(re.findall(r'"(A[A-Z2-7]{55})": "(\S+)"', conf))
+        claims = [decode_jwt(jwt, Prefix.OPERATOR) for jwt in preload.values()]
+        auth = next(c for c in claims if c["name"] == "AUTH")
+        assert auth["nats"]["limits"]["disk_storage"] == -1
+    assert settings.audit_subject == "callout.audit"
+    assert settings.audit_stream == "CALLOUT_AUDIT"
