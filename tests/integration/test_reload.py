@@ -113,9 +113,13 @@ async def _connect_ok(env: Env, name: str, password: str) -> Record:
     before = len(env.service.events())
     nc = await connect(env.server.client_url, user=name, password=password)
     await nc.close()
-    env.service.wait_for(lambda _: len(env.service.events()) > before)
-    line = env.service.events()[before]
-    assert (line["decision"], line["user"]) == ("allow", name)
+
+    def mine() -> list[Record]:
+        return [e for e in env.service.events()[before:] if e.get("user") == name]
+
+    env.service.wait_for(lambda _: bool(mine()))
+    line = mine()[0]
+    assert line["decision"] == "allow"
     return line
 
 
