@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.integration.clients import raw_login  # noqa: E402
 from tests.integration.opsenv import (  # noqa: E402
     Keys,
     bcrypt_hash,
@@ -45,34 +45,13 @@ KNOWN = "alice"
 PASSWORD = "alice-pw"
 
 
-async def login(port: int, user: str, password: str, source: str) -> str:
-    """One CONNECT from `source`: `ok`, `refused` or `timeout`."""
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, local_addr=(source, 0)
-    )
-    try:
-        await reader.readline()  # INFO
-        connect = {"user": user, "pass": password, "verbose": False, "protocol": 1}
-        writer.write(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
-        await writer.drain()
-        try:
-            async with asyncio.timeout(5):
-                line = (await reader.readline()).decode()
-        except TimeoutError:
-            return "timeout"
-        return "ok" if line.startswith("PONG") else "refused"
-    finally:
-        writer.close()
-        await writer.wait_closed()
-
-
 async def _spray(port: int, names: int, concurrency: int) -> dict[str, int]:
     gate = asyncio.Semaphore(concurrency)
     outcomes: dict[str, int] = {}
 
     async def one(n: int) -> None:
         async with gate:
-            result = await login(port, f"name-{n}", "guess", "127.0.0.3")
+            result = await raw_login(port, f"name-{n}", "guess", source="127.0.0.3")
         outcomes[result] = outcomes.get(result, 0) + 1
 
     await asyncio.gather(*(one(n) for n in range(names)))
@@ -83,7 +62,7 @@ async def _known(port: int, stop: asyncio.Event) -> list[float]:
     times = []
     while not stop.is_set():
         started = time.perf_counter()
-        result = await login(port, KNOWN, PASSWORD, "127.0.0.4")
+        result = await raw_login(port, KNOWN, PASSWORD, source="127.0.0.4")
         times.append((time.perf_counter() - started) * 1000)
         if result != "ok":
             times[-1] = float("inf")
@@ -103,7 +82,10 @@ async def run(names: int, concurrency: int, cost: int, *, throttle: bool) -> Non
         service = ServiceProcess(keys.env(server.client_url, policy), root).start()
         try:
             http = http_port(service)
-            if await login(server.port, KNOWN, PASSWORD, "127.0.0.4") != "ok":
+            if (
+                await raw_login(server.port, KNOWN, PASSWORD, source="127.0.0.4")
+                != "ok"
+            ):
                 raise SystemExit("the known user cannot log in: check the setup")
             before = (await scrape(http))[("callout_secret_checks_total", ())]
             stop = asyncio.Event()

@@ -127,3 +127,27 @@ async def raw_nkey_connect(host: str, port: int, nkey: str, sign: Any) -> str:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def raw_login(port: int, user: str, password: str, *, source: str) -> str:
+    """
+    CONNECT by hand from `source` (127.0.0.x: the server reports it as the
+    client's host) with user and password: `ok`, `refused` or `timeout`.
+    """
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(source, 0)
+    )
+    try:
+        await reader.readline()  # INFO
+        connect = {"user": user, "pass": password, "verbose": False, "protocol": 1}
+        writer.write(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
+        await writer.drain()
+        try:
+            async with asyncio.timeout(5):
+                line = (await reader.readline()).decode()
+        except TimeoutError:
+            return "timeout"
+        return "ok" if line.startswith("PONG") else "refused"
+    finally:
+        writer.close()
+        await writer.wait_closed()

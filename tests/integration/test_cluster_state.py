@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from tests.integration.clients import raw_login
 from tests.integration.opsenv import (
     PASSWORDS,
     Keys,
@@ -20,7 +21,6 @@ from tests.integration.opsenv import (
     scrape,
     start_service,
 )
-from tests.integration.test_throttle import login
 from tests.natsserver import NatsServer, config_mode_body
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ async def test_guesses_spread_over_three_replicas_on_three_nodes_trip_one_backof
             replicas.append(start_service(env, tmp_path, wait="callout.started"))
 
         answers = [
-            await login(
+            await raw_login(
                 nodes[n % NODES].port, "alice", f"guess-{n}", source="127.0.0.1"
             )
             for n in range(GUESSES)

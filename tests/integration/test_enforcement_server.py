@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,14 +22,11 @@ from service.protocol.claims import (
     UserNKey,
 )
 from service.protocol.enforcement import can_publish, can_subscribe
-from service.protocol.nkeys import KeyPair, Prefix
 from tests.builders import hash_secret
-from tests.natsserver import NatsServer, config_mode_body
-from tests.service_process import ServiceProcess
+from tests.integration import jsenv
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 PASSWORD = "enforcement-pw"
 POLICY = f"""\
@@ -85,35 +81,9 @@ CASES = [
 ]
 
 
-@dataclass
-class Env:
-    server: NatsServer
-    service: ServiceProcess
-
-
 @pytest.fixture(name="env", scope="module")
-def _env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    directory: Path = tmp_path_factory.mktemp("enforcement")
-    issuer, login = KeyPair.create(Prefix.ACCOUNT), KeyPair.create(Prefix.USER)
-    server = NatsServer(
-        config_mode_body(issuer=issuer.public_key, auth_nkey=login.public_key),
-        directory / "nats",
-    ).start()
-    (directory / "issuer.nk").write_text(issuer.export_seed())
-    (directory / "login.nk").write_text(login.export_seed())
-    (directory / "policy.yaml").write_text(POLICY)
-    service = ServiceProcess(
-        {
-            "CALLOUT_NATS_URL": server.client_url,
-            "CALLOUT_NATS_NKEY_SEED_FILE": str(directory / "login.nk"),
-            "CALLOUT_ISSUER_SEED_FILE": str(directory / "issuer.nk"),
-            "CALLOUT_POLICY_FILE": str(directory / "policy.yaml"),
-        },
-        directory,
-    ).start()
-    yield Env(server, service)
-    assert service.stop() == 0
-    server.stop()
+def _env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[jsenv.Env]:
+    yield from jsenv.start(tmp_path_factory.mktemp("enforcement"), POLICY)
 
 
 class RawClient:
@@ -175,7 +145,9 @@ def _grant_of(user: str) -> Allow:
     return decision
 
 
-async def test_the_server_answers_every_case_as_enforcement_predicts(env: Env) -> None:
+async def test_the_server_answers_every_case_as_enforcement_predicts(
+    env: jsenv.Env,
+) -> None:
     """For each subject case, nats-server's verdict equals the predicted one."""
     clients = {
         user: await RawClient.connect(env.server.port, user)

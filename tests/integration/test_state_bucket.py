@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.integration.clients import connect
+from tests.integration.clients import connect, raw_login
 from tests.integration.opsenv import PASSWORDS, Keys, bcrypt_hash, http_port, scrape
 from tests.integration.opsenv import policy_yaml as users_policy
-from tests.integration.test_throttle import login
 from tests.natsserver import NatsServer, config_mode_body
 from tests.service_process import ServiceProcess
 
@@ -92,7 +91,7 @@ async def _checks(services: list[ServiceProcess]) -> float:
 async def _guess(cluster: Cluster, count: int) -> list[str]:
     port = cluster.server.port
     return [
-        await login(port, "alice", f"guess-{n}", source="127.0.0.1")
+        await raw_login(port, "alice", f"guess-{n}", source="127.0.0.1")
         for n in range(count)
     ]
 

@@ -9,12 +9,12 @@ on the loopback network (127.0.0.x): the server reports it as `client_info.host`
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.builders import hash_secret
+from tests.integration.clients import raw_login
 from tests.integration.opsenv import Keys, http_port, scrape, start_service
 from tests.natsserver import NatsServer
 
@@ -41,24 +41,6 @@ users:
     password: "{hash_secret(PASSWORD)}"
     subscribe: {{allow: ["users.{{{{user}}}}.>"]}}
 """
-
-
-async def login(port: int, user: str, password: str, *, source: str) -> str:
-    """CONNECT from `source` and the server's answer: `ok` or `refused`."""
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, local_addr=(source, 0)
-    )
-    try:
-        await reader.readline()  # INFO
-        connect = {"user": user, "pass": password, "verbose": False, "protocol": 1}
-        writer.write(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
-        await writer.drain()
-        async with asyncio.timeout(5):
-            line = (await reader.readline()).decode()
-        return "ok" if line.startswith("PONG") else "refused"
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 @pytest.fixture(name="env")
@@ -88,16 +70,16 @@ async def test_guessing_one_password_costs_n_bcrypt_checks_not_500(
     server, service, http = env
 
     guesses = [
-        await login(server.port, "john-doe", f"guess-{n}", source="127.0.0.1")
+        await raw_login(server.port, "john-doe", f"guess-{n}", source="127.0.0.1")
         for n in range(500)
     ]
     checks_after_guessing = await _checks(http)
     # the right password from the guesser's address is refused too (no oracle)
-    during = await login(server.port, "john-doe", PASSWORD, source="127.0.0.1")
-    elsewhere = await login(server.port, "john-doe", PASSWORD, source="127.0.0.2")
+    during = await raw_login(server.port, "john-doe", PASSWORD, source="127.0.0.1")
+    elsewhere = await raw_login(server.port, "john-doe", PASSWORD, source="127.0.0.2")
     started = service.wait_for_event("callout.backoff_started")
     await asyncio.sleep(BACKOFF + 0.2)  # the back-off is time itself: let it pass
-    after = await login(server.port, "john-doe", PASSWORD, source="127.0.0.1")
+    after = await raw_login(server.port, "john-doe", PASSWORD, source="127.0.0.1")
     samples = await scrape(http)
 
     assert guesses == ["refused"] * 500
@@ -119,11 +101,11 @@ async def test_a_spray_of_unknown_names_spends_only_the_address_budget(
     server, service, http = env
 
     spray = [
-        await login(server.port, f"name-{n}", "guess", source="127.0.0.3")
+        await raw_login(server.port, f"name-{n}", "guess", source="127.0.0.3")
         for n in range(300)
     ]
     checks = await _checks(http)
-    known = await login(server.port, "john-doe", PASSWORD, source="127.0.0.4")
+    known = await raw_login(server.port, "john-doe", PASSWORD, source="127.0.0.4")
 
     assert spray == ["refused"] * 300
     assert checks <= ADDRESS_FAILURES + 1

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.integration.clients import raw_login
 from tests.integration.opsenv import Keys, scrape
-from tests.integration.test_throttle import FAILURES, POLICY, login
+from tests.integration.test_throttle import FAILURES, POLICY
 from tests.natsserver import NatsServer
 from tests.service_process import ServiceProcess
 
@@ -53,7 +54,7 @@ async def test_guesses_spread_over_two_workers_trip_one_backoff(
     ports = [int(r["port"]) for r in service.events("callout.http_listening")]
 
     answers = [
-        await login(server.port, "john-doe", f"guess-{n}", source="127.0.0.1")
+        await raw_login(server.port, "john-doe", f"guess-{n}", source="127.0.0.1")
         for n in range(GUESSES)
     ]
     checks = await _total(ports, "callout_secret_checks_total")
