@@ -94,18 +94,6 @@ def deadline(expires: int, issued_at: int, received: float, wall: float) -> floa
     return limit
 
 
-def claimed_deadline(
-    data: bytes,
-    headers: Mapping[str, str] | None,
-    xkey: CurveKeyPair | None,
-    *,
-    received: float,
-    wall: float,
-) -> float:
-    """A request's deadline from its claims, read without verifying them."""
-    return Claimed(data, headers, xkey, received=received, wall=wall).deadline()
-
-
 _CLAIMED_TEXT_MAX = 256  # unverified input: bounded before it reaches a log line
 
 

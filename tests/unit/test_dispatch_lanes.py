@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 from structlog.testing import capture_logs
 
-from service.dispatch.fastlane import claimed_deadline, deadline
+from service.dispatch.fastlane import Claimed, deadline
 from service.policy import parse_policy
 from service.protocol.nkeys import KeyPair, Prefix
 from service.signers import AccountSigner
@@ -170,8 +170,8 @@ def test_the_claimed_deadline_reads_the_requests_exp_and_iat() -> None:
     now = int(time.time())
     body, _ = make_request(FakeServer(), issuer_account=ISSUER.public_key, now=now)
 
-    found = claimed_deadline(body, None, None, received=10.0, wall=now + 0.5)
-    garbage = claimed_deadline(b"not a jwt", None, None, received=10.0, wall=now)
+    found = Claimed(body, None, None, received=10.0, wall=now + 0.5).deadline()
+    garbage = Claimed(b"not a jwt", None, None, received=10.0, wall=now).deadline()
 
     assert found == 12.0
     assert garbage == math.inf
